@@ -1,0 +1,9 @@
+//! Local development support: queue setup, the SQS event-source runner and the
+//! demo, all against the local stack started by `scripts/stack.sh`.
+
+pub mod demo;
+pub mod queues;
+pub mod runner;
+
+pub use queues::{create_queues, QueueSettings};
+pub use runner::{Delivery, PollReport, Runner, RunningRunner};

@@ -1,0 +1,229 @@
+//! The local event-source runner: plays Lambda's SQS trigger. For each stage
+//! queue (and each dead-letter queue) it receives a batch, calls the function's
+//! handler in-process with an `SqsEvent`, and deletes exactly the messages not
+//! reported in `batchItemFailures`; the rest wait out the visibility timeout and
+//! the redrive policy, as they would on AWS.
+
+use crate::queues::name_prefix;
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use provisioning::{Pipeline, Role, Stage, StageFunction};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// One queue and the function its messages go to.
+#[derive(Clone)]
+pub struct Consumer {
+    pub queue_name: String,
+    pub queue_url: String,
+    pub function: StageFunction,
+}
+
+/// How a poll treats the messages after the handler returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Like Lambda: delete what the handler did not report as failed.
+    Normal,
+    /// Simulates a crash after the handler's side effects and before the
+    /// acknowledgement: nothing is deleted.
+    CrashBeforeDelete,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PollReport {
+    pub received: usize,
+    pub failed: usize,
+    pub deleted: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("sqs: {0}")]
+    Sqs(String),
+    #[error("handler: {0}")]
+    Handler(String),
+}
+
+#[derive(Clone)]
+pub struct Runner {
+    sqs: aws_sdk_sqs::Client,
+    consumers: Vec<Consumer>,
+    /// Long-poll wait per receive (seconds).
+    pub wait_seconds: i32,
+    /// Messages per batch (Lambda's BatchSize).
+    pub batch_size: i32,
+    region: String,
+}
+
+impl Runner {
+    /// A consumer for every stage queue and every stage's DLQ, all sharing `pipeline`.
+    pub fn new(sqs: aws_sdk_sqs::Client, pipeline: Pipeline) -> Runner {
+        let url_prefix = pipeline.settings.queue_url_prefix.clone();
+        let mut consumers = Vec::new();
+        for stage in Stage::ALL {
+            consumers.push(Consumer {
+                queue_name: stage.queue_name().to_owned(),
+                queue_url: format!("{url_prefix}{}", stage.queue_name()),
+                function: StageFunction::new(Role::Stage(stage), pipeline.clone()),
+            });
+        }
+        for stage in Stage::ALL {
+            consumers.push(Consumer {
+                queue_name: stage.dead_letter_queue_name(),
+                queue_url: format!("{url_prefix}{}", stage.dead_letter_queue_name()),
+                function: StageFunction::new(Role::DeadLetter, pipeline.clone()),
+            });
+        }
+        let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
+        Runner { sqs, consumers, wait_seconds: 1, batch_size: 10, region }
+    }
+
+    pub fn consumers(&self) -> &[Consumer] {
+        &self.consumers
+    }
+
+    fn consumer(&self, queue_name: &str) -> &Consumer {
+        self.consumers.iter().find(|c| c.queue_name == queue_name).unwrap_or_else(|| panic!("no consumer for queue {queue_name}"))
+    }
+
+    /// Receives one batch from a queue, hands it to the function and acknowledges.
+    pub async fn poll_once(&self, queue_name: &str, delivery: Delivery) -> Result<PollReport, RunnerError> {
+        let consumer = self.consumer(queue_name);
+        let received = self
+            .sqs
+            .receive_message()
+            .queue_url(&consumer.queue_url)
+            .max_number_of_messages(self.batch_size)
+            .wait_time_seconds(self.wait_seconds)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .map_err(|e| RunnerError::Sqs(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+        let messages = received.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return Ok(PollReport::default());
+        }
+        let event = self.to_event(consumer, &messages);
+        let response = consumer.function.handle_event(&event).await.map_err(|e| RunnerError::Handler(e.to_string()))?;
+        let failed: HashSet<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+        let mut report = PollReport { received: messages.len(), failed: failed.len(), deleted: 0 };
+        if delivery == Delivery::CrashBeforeDelete {
+            return Ok(report);
+        }
+        let entries: Vec<_> = messages
+            .iter()
+            .filter(|m| !failed.contains(m.message_id().unwrap_or_default()))
+            .enumerate()
+            .map(|(i, m)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .build()
+                    .expect("id and receipt handle are set")
+            })
+            .collect();
+        if !entries.is_empty() {
+            report.deleted = entries.len();
+            self.sqs
+                .delete_message_batch()
+                .queue_url(&consumer.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| RunnerError::Sqs(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+        }
+        Ok(report)
+    }
+
+    fn to_event(&self, consumer: &Consumer, messages: &[aws_sdk_sqs::types::Message]) -> SqsEvent {
+        let queue = consumer.queue_url.rsplit('/').next().unwrap_or_default();
+        let account = consumer.queue_url.rsplit('/').nth(1).unwrap_or("000000000000");
+        let arn = format!("arn:aws:sqs:{}:{account}:{queue}", self.region);
+        let records = messages
+            .iter()
+            .map(|m| {
+                let mut record = SqsMessage::default();
+                record.message_id = m.message_id().map(str::to_owned);
+                record.receipt_handle = m.receipt_handle().map(str::to_owned);
+                record.body = m.body().map(str::to_owned);
+                record.md5_of_body = m.md5_of_body().map(str::to_owned);
+                record.attributes = m
+                    .attributes()
+                    .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect())
+                    .unwrap_or_default();
+                record.event_source = Some("aws:sqs".into());
+                record.event_source_arn = Some(arn.clone());
+                record.aws_region = Some(self.region.clone());
+                record
+            })
+            .collect();
+        let mut event = SqsEvent::default();
+        event.records = records;
+        event
+    }
+
+    /// Polls every queue with `workers` concurrent pollers each until `stop` flips to true.
+    pub async fn run(&self, workers: usize, mut stop: watch::Receiver<bool>) {
+        let mut tasks = Vec::new();
+        for consumer in &self.consumers {
+            for _ in 0..workers.max(1) {
+                let runner = self.clone();
+                let queue = consumer.queue_name.clone();
+                let mut stop = stop.clone();
+                tasks.push(tokio::spawn(async move {
+                    while !*stop.borrow() {
+                        tokio::select! {
+                            result = runner.poll_once(&queue, Delivery::Normal) => {
+                                if let Err(e) = result {
+                                    tracing::warn!(queue, error = %e, "poll failed");
+                                    tokio::time::sleep(Duration::from_millis(250)).await;
+                                }
+                            }
+                            _ = stop.changed() => {}
+                        }
+                    }
+                }));
+            }
+        }
+        let _ = stop.wait_for(|s| *s).await;
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Starts `run` in the background; dropping or calling `stop` ends it.
+    pub fn spawn(self: &Arc<Self>, workers: usize) -> RunningRunner {
+        let (tx, rx) = watch::channel(false);
+        let runner = Arc::clone(self);
+        let task = tokio::spawn(async move { runner.run(workers, rx).await });
+        RunningRunner { stop: tx, task: Some(task) }
+    }
+
+    /// The queue-name prefix shared by this runner's queues.
+    pub fn queue_name_prefix(&self) -> &str {
+        name_prefix(&self.consumers[0].queue_url).trim_end_matches(self.consumers[0].queue_name.as_str())
+    }
+}
+
+/// A runner working in the background.
+pub struct RunningRunner {
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningRunner {
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RunningRunner {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}

@@ -1,0 +1,163 @@
+//! Settings read once per cold start from the environment, failing fast with the
+//! variable's name when one is missing or malformed.
+
+use crate::domain::Service;
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Control-plane Postgres URL (may hold a password: kept secret).
+    pub database_url: SecretString,
+    /// Host and port tenants connect to (their database lives on the same cluster).
+    pub tenant_db_host: String,
+    pub tenant_db_port: u16,
+    /// Stage queue URLs are this prefix followed by the stage's queue name.
+    pub queue_url_prefix: String,
+    /// Secrets are named `{secret_prefix}/{project_id}/{database|api-keys}`.
+    pub secret_prefix: String,
+    /// Registration endpoint per service, where one is configured.
+    pub registration_urls: HashMap<Service, String>,
+    pub registration_timeout: Duration,
+    /// scrypt cost as log2(N); r = 8, p = 1.
+    pub scrypt_log_n: u8,
+    pub db_pool_size: usize,
+    /// Messages of one batch processed at once.
+    pub batch_concurrency: usize,
+    /// How long a stage waits for another worker holding the same project's stage.
+    pub stage_lock_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+pub const DEFAULT_SECRET_PREFIX: &str = "provisioning/projects";
+
+impl Settings {
+    pub fn from_env() -> Result<Settings, ConfigError> {
+        Settings::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, so tests can supply their own values.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let get = |var: &'static str| lookup(var).filter(|v| !v.trim().is_empty());
+        let required = |var: &'static str| {
+            get(var).ok_or(ConfigError { var, problem: "must be set".into() })
+        };
+        let database_url = required("DATABASE_URL")?;
+        let pg: tokio_postgres::Config = database_url.parse().map_err(|_| ConfigError {
+            var: "DATABASE_URL",
+            problem: "is not a valid postgres URL".into(),
+        })?;
+        let default_host = pg
+            .get_hosts()
+            .iter()
+            .find_map(|h| match h {
+                tokio_postgres::config::Host::Tcp(name) => Some(name.clone()),
+                #[allow(unreachable_patterns)]
+                _ => None,
+            })
+            .unwrap_or_else(|| "127.0.0.1".to_owned());
+        let default_port = pg.get_ports().first().copied().unwrap_or(5432);
+
+        let mut registration_urls = HashMap::new();
+        for service in Service::ALL {
+            let var = registration_var(service);
+            if let Some(url) = get(var) {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(ConfigError { var, problem: "must be an http(s) URL".into() });
+                }
+                registration_urls.insert(service, url);
+            }
+        }
+
+        let queue_url_prefix = required("QUEUE_URL_PREFIX")?;
+        Ok(Settings {
+            database_url: SecretString::from(database_url),
+            tenant_db_host: get("TENANT_DB_HOST").unwrap_or(default_host),
+            tenant_db_port: parse_or(&get, "TENANT_DB_PORT", default_port)?,
+            queue_url_prefix,
+            secret_prefix: get("SECRET_PREFIX")
+                .unwrap_or_else(|| DEFAULT_SECRET_PREFIX.to_owned())
+                .trim_end_matches('/')
+                .to_owned(),
+            registration_urls,
+            registration_timeout: Duration::from_millis(parse_or(&get, "REGISTRATION_TIMEOUT_MS", 5_000)?),
+            scrypt_log_n: parse_or(&get, "API_KEY_SCRYPT_LOG_N", 14)?,
+            db_pool_size: parse_or(&get, "DB_POOL_SIZE", 4)?,
+            batch_concurrency: parse_or(&get, "BATCH_CONCURRENCY", 4)?.max(1),
+            stage_lock_timeout: Duration::from_millis(parse_or(&get, "STAGE_LOCK_TIMEOUT_MS", 20_000)?),
+        })
+    }
+
+    pub fn database_config(&self) -> tokio_postgres::Config {
+        self.database_url.expose_secret().parse().expect("validated in from_lookup")
+    }
+
+    pub fn queue_url(&self, queue_name: &str) -> String {
+        format!("{}{}", self.queue_url_prefix, queue_name)
+    }
+}
+
+pub fn registration_var(service: Service) -> &'static str {
+    match service {
+        Service::Auth => "AUTH_REGISTRATION_URL",
+        Service::Realtime => "REALTIME_REGISTRATION_URL",
+        Service::Storage => "STORAGE_REGISTRATION_URL",
+    }
+}
+
+fn parse_or<T: std::str::FromStr>(
+    get: &impl Fn(&'static str) -> Option<String>,
+    var: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match get(var) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| ConfigError { var, problem: format!("'{v}' is not a valid number") }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    const BASE: [(&str, &str); 2] = [
+        ("DATABASE_URL", "postgres://admin:hunter2@db.internal:6543/control_plane"),
+        ("QUEUE_URL_PREFIX", "http://sqs/123/p-"),
+    ];
+
+    #[test]
+    fn missing_database_url_names_the_variable() {
+        let err = settings(&[("QUEUE_URL_PREFIX", "x")]).unwrap_err();
+        assert_eq!(err.var, "DATABASE_URL");
+    }
+
+    #[test]
+    fn tenant_host_defaults_to_the_control_plane_host_and_password_is_not_printed() {
+        let s = settings(&BASE).unwrap();
+        assert_eq!((s.tenant_db_host.as_str(), s.tenant_db_port), ("db.internal", 6543));
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert_eq!(s.queue_url("validate"), "http://sqs/123/p-validate");
+    }
+
+    #[test]
+    fn malformed_numbers_and_urls_are_rejected_by_name() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("REGISTRATION_TIMEOUT_MS", "soon"));
+        assert_eq!(settings(&pairs).unwrap_err().var, "REGISTRATION_TIMEOUT_MS");
+        let mut pairs = BASE.to_vec();
+        pairs.push(("AUTH_REGISTRATION_URL", "ftp://x"));
+        assert_eq!(settings(&pairs).unwrap_err().var, "AUTH_REGISTRATION_URL");
+    }
+}

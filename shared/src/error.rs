@@ -1,0 +1,120 @@
+//! Errors that say whether trying again can help.
+//!
+//! DESIGN: retryable errors (network, timeouts, Postgres connection or
+//! serialization failures, throttling, 5xx) go back to the queue as batch item
+//! failures; permanent ones (validation, quota, not found, 4xx) fail the project
+//! at once and acknowledge the message.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    Retryable,
+    Permanent,
+}
+
+/// A stage failure with its class. The message is safe to store and show: it
+/// never carries a secret (adapters build it from error codes and context).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageError {
+    pub class: ErrorClass,
+    pub message: String,
+}
+
+impl StageError {
+    pub fn retryable(message: impl Into<String>) -> StageError {
+        StageError { class: ErrorClass::Retryable, message: message.into() }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> StageError {
+        StageError { class: ErrorClass::Permanent, message: message.into() }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        self.class == ErrorClass::Retryable
+    }
+
+    /// Adds what was being done to the message, keeping the class.
+    pub fn context(self, what: impl fmt::Display) -> StageError {
+        StageError { class: self.class, message: format!("{what}: {}", self.message) }
+    }
+}
+
+impl fmt::Display for StageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let class = match self.class {
+            ErrorClass::Retryable => "retryable",
+            ErrorClass::Permanent => "permanent",
+        };
+        write!(f, "{} ({class})", self.message)
+    }
+}
+
+impl std::error::Error for StageError {}
+
+/// SQLSTATE classes and codes that a later attempt can get past.
+pub fn sqlstate_is_retryable(code: &str) -> bool {
+    matches!(
+        code,
+        "40001" // serialization_failure
+            | "40P01" // deadlock_detected
+            | "55P03" // lock_not_available (lock_timeout)
+            | "57014" // query_canceled (statement_timeout)
+            | "55006" // object_in_use (e.g. template database busy)
+    ) || code.starts_with("08") // connection exceptions
+        || code.starts_with("53") // insufficient resources (too many connections, disk full)
+        || code.starts_with("57P") // operator intervention: shutdown, crash recovery
+        || code.starts_with("58") // system errors (I/O)
+}
+
+impl From<tokio_postgres::Error> for StageError {
+    fn from(e: tokio_postgres::Error) -> StageError {
+        match e.code() {
+            Some(code) => {
+                let message = format!("postgres {}: {}", code.code(), db_message(&e));
+                if sqlstate_is_retryable(code.code()) {
+                    StageError::retryable(message)
+                } else {
+                    StageError::permanent(message)
+                }
+            }
+            // No SQLSTATE: the connection broke, timed out or could not be made.
+            None => StageError::retryable(format!("postgres connection: {e}")),
+        }
+    }
+}
+
+fn db_message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| e.to_string())
+}
+
+impl From<deadpool_postgres::PoolError> for StageError {
+    fn from(e: deadpool_postgres::PoolError) -> StageError {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => StageError::retryable(format!("postgres pool: {other}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_sqlstates_are_retryable_and_logic_errors_are_not() {
+        for code in ["40001", "40P01", "55P03", "08006", "53300", "57P01", "58030"] {
+            assert!(sqlstate_is_retryable(code), "{code}");
+        }
+        for code in ["23505", "42P04", "42601", "22P02", "28P01"] {
+            assert!(!sqlstate_is_retryable(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn context_keeps_the_class() {
+        let e = StageError::retryable("timeout").context("registering auth");
+        assert!(e.is_retryable());
+        assert_eq!(e.to_string(), "registering auth: timeout (retryable)");
+    }
+}

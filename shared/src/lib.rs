@@ -1,0 +1,23 @@
+//! The provisioning pipeline: domain, stage logic, ports and adapters, and the
+//! Lambda glue shared by every function binary.
+
+pub mod adapters;
+pub mod batch;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod function;
+pub mod keys;
+pub mod ports;
+pub mod project;
+pub mod report;
+pub mod stages;
+pub mod store;
+pub mod telemetry;
+
+pub use config::Settings;
+pub use domain::{NewProject, Stage, StageMessage};
+pub use error::StageError;
+pub use function::{Role, StageFunction};
+pub use stages::{Outcome, Pipeline};

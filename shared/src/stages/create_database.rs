@@ -1,0 +1,240 @@
+//! create-database: an isolated database owned by a per-project role.
+//!
+//! The password is created once, in Secrets Manager (deterministic request
+//! token), and the role is always brought to it, so a crash anywhere leaves
+//! nothing the next attempt cannot finish. `CREATE DATABASE` cannot run in a
+//! transaction: the project lock serialises workers, `pg_database` is checked
+//! first, and "already exists" is accepted only when this project's role owns it.
+
+use super::{StageContext, DATABASE_SECRET};
+use crate::db::{quote_ident, quote_literal};
+use crate::domain::TenantNames;
+use crate::error::StageError;
+use crate::ports::get_or_create_secret;
+use rand::distr::{Alphanumeric, SampleString};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::json;
+use tokio_postgres::error::SqlState;
+use uuid::Uuid;
+
+/// Tenant connection limit (DESIGN: CONNECTION LIMIT 20).
+pub const CONNECTION_LIMIT: i32 = 20;
+
+/// The RDS-style credentials secret of a tenant database.
+pub struct DatabaseCredentials {
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    pub dbname: String,
+    pub password: SecretString,
+}
+
+impl std::fmt::Debug for DatabaseCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseCredentials")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("dbname", &self.dbname)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct CredentialsJson {
+    host: String,
+    port: u16,
+    username: String,
+    password: String,
+    dbname: String,
+}
+
+impl DatabaseCredentials {
+    pub fn parse(secret: &SecretString) -> Result<DatabaseCredentials, StageError> {
+        let c: CredentialsJson = serde_json::from_str(secret.expose_secret())
+            .map_err(|_| StageError::permanent("database secret is not valid RDS credentials JSON"))?;
+        Ok(DatabaseCredentials {
+            host: c.host,
+            port: c.port,
+            username: c.username,
+            dbname: c.dbname,
+            password: SecretString::from(c.password),
+        })
+    }
+
+    fn to_secret(&self) -> SecretString {
+        let value = json!({
+            "engine": "postgres",
+            "host": self.host,
+            "port": self.port,
+            "username": self.username,
+            "password": self.password.expose_secret(),
+            "dbname": self.dbname,
+        });
+        SecretString::from(value.to_string())
+    }
+}
+
+pub async fn run(ctx: &StageContext<'_>) -> Result<(), StageError> {
+    let settings = &ctx.pipeline.settings;
+    let names = TenantNames::for_project(ctx.project.id);
+    let secret_name = ctx.secret_name(DATABASE_SECRET);
+    let secret = get_or_create_secret(&*ctx.pipeline.secrets, &secret_name, ctx.request_token("database-credentials"), || {
+        DatabaseCredentials {
+            host: settings.tenant_db_host.clone(),
+            port: settings.tenant_db_port,
+            username: names.role.clone(),
+            dbname: names.database.clone(),
+            password: SecretString::from(Alphanumeric.sample_string(&mut rand::rng(), 40)),
+        }
+        .to_secret()
+    })
+    .await?;
+    let credentials = DatabaseCredentials::parse(&secret)?;
+    if credentials.username != names.role || credentials.dbname != names.database {
+        return Err(StageError::permanent(format!("secret {secret_name} names another database or role")));
+    }
+
+    let db = ctx.pipeline.db.get().await?;
+    ensure_role(&db, ctx.project.id, &names.role, &credentials.password).await?;
+    ensure_database(&db, &names).await?;
+    let database = quote_ident(&names.database);
+    let role = quote_ident(&names.role);
+    db.batch_execute(&format!(
+        "REVOKE CONNECT, TEMPORARY ON DATABASE {database} FROM PUBLIC;
+         GRANT CONNECT, TEMPORARY ON DATABASE {database} TO {role};
+         COMMENT ON DATABASE {database} IS {};",
+        quote_literal(&ownership_marker(ctx.project.id))
+    ))
+    .await?;
+
+    crate::store::record_resource(&db, ctx.project.id, "database_role", &names.role, json!({})).await?;
+    crate::store::record_resource(
+        &db,
+        ctx.project.id,
+        "database",
+        &names.database,
+        json!({ "host": credentials.host, "port": credentials.port, "connection_limit": CONNECTION_LIMIT }),
+    )
+    .await?;
+    crate::store::record_resource(&db, ctx.project.id, "secret", &secret_name, json!({ "kind": DATABASE_SECRET })).await?;
+    Ok(())
+}
+
+fn ownership_marker(project_id: Uuid) -> String {
+    format!("provisioning project {project_id}")
+}
+
+/// Creates the tenant role, or brings an existing one of this project to the
+/// stored password. A role of the same name that is not this project's is an error.
+async fn ensure_role(db: &tokio_postgres::Client, project_id: Uuid, role: &str, password: &SecretString) -> Result<(), StageError> {
+    // The server only ever sees a SCRAM verifier, never the password itself, so
+    // no server log or error can reveal it.
+    let verifier = postgres_protocol::password::scram_sha_256(password.expose_secret().as_bytes());
+    let quoted = quote_ident(role);
+    let marker = ownership_marker(project_id);
+    for _ in 0..2 {
+        let existing = db
+            .query_opt("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1", &[&role])
+            .await?;
+        if let Some(row) = existing {
+            let comment: Option<String> = row.get(0);
+            if comment.as_deref() != Some(marker.as_str()) {
+                return Err(StageError::permanent(format!("role {role} exists and does not belong to this project")));
+            }
+            db.batch_execute(&format!(
+                "ALTER ROLE {quoted} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS
+                 CONNECTION LIMIT {CONNECTION_LIMIT} PASSWORD {}",
+                quote_literal(&verifier)
+            ))
+            .await?;
+            return grant_membership_if_needed(db, &quoted).await;
+        }
+        // Role and its ownership comment are created atomically.
+        let created = db
+            .batch_execute(&format!(
+                "BEGIN;
+                 CREATE ROLE {quoted} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS
+                   CONNECTION LIMIT {CONNECTION_LIMIT} PASSWORD {};
+                 COMMENT ON ROLE {quoted} IS {};
+                 COMMIT;",
+                quote_literal(&verifier),
+                quote_literal(&marker)
+            ))
+            .await;
+        match created {
+            Ok(()) => return grant_membership_if_needed(db, &quoted).await,
+            Err(e) if e.code() == Some(&SqlState::DUPLICATE_OBJECT) => {
+                db.batch_execute("ROLLBACK").await.ok();
+                continue; // created meanwhile: check that it is ours
+            }
+            Err(e) => {
+                db.batch_execute("ROLLBACK").await.ok();
+                return Err(e.into());
+            }
+        }
+    }
+    Err(StageError::retryable(format!("role {role} is being created concurrently")))
+}
+
+/// A non-superuser admin (RDS) must be a member of the role to make it a
+/// database owner.
+async fn grant_membership_if_needed(db: &tokio_postgres::Client, quoted_role: &str) -> Result<(), StageError> {
+    let row = db.query_one("SELECT rolsuper FROM pg_roles WHERE rolname = current_user", &[]).await?;
+    if !row.get::<_, bool>(0) {
+        db.batch_execute(&format!("GRANT {quoted_role} TO CURRENT_USER")).await?;
+    }
+    Ok(())
+}
+
+async fn ensure_database(db: &tokio_postgres::Client, names: &TenantNames) -> Result<(), StageError> {
+    if database_owner(db, &names.database).await?.is_none() {
+        let created = db
+            .batch_execute(&format!(
+                "CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING 'UTF8' CONNECTION LIMIT {CONNECTION_LIMIT}",
+                quote_ident(&names.database),
+                quote_ident(&names.role)
+            ))
+            .await;
+        match created {
+            Ok(()) => return Ok(()),
+            Err(e) if e.code() == Some(&SqlState::DUPLICATE_DATABASE) => {} // check whose it is below
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match database_owner(db, &names.database).await? {
+        Some(owner) if owner == names.role => Ok(()),
+        Some(_) => Err(StageError::permanent(format!("database {} exists and does not belong to this project", names.database))),
+        None => Err(StageError::retryable(format!("database {} vanished while being created", names.database))),
+    }
+}
+
+async fn database_owner(db: &tokio_postgres::Client, database: &str) -> Result<Option<String>, StageError> {
+    let row = db
+        .query_opt("SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1", &[&database])
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_debug_hides_the_password_and_json_round_trips() {
+        let c = DatabaseCredentials {
+            host: "h".into(),
+            port: 5432,
+            username: "u".into(),
+            dbname: "d".into(),
+            password: SecretString::from("s3cr3t-value".to_owned()),
+        };
+        assert!(!format!("{c:?}").contains("s3cr3t-value"));
+        let secret = c.to_secret();
+        let parsed: serde_json::Value = serde_json::from_str(secret.expose_secret()).unwrap();
+        assert_eq!(parsed["engine"], "postgres");
+        let back = DatabaseCredentials::parse(&secret).unwrap();
+        assert_eq!(back.password.expose_secret(), "s3cr3t-value");
+    }
+}

@@ -1,0 +1,40 @@
+//! create-schema: the tenant schema, applied from the versioned tenant
+//! migrations as the tenant's own role (so the tenant owns its objects and the
+//! stored credentials are proven to work); the version is recorded.
+
+use super::{DatabaseCredentials, StageContext, DATABASE_SECRET};
+use crate::db::{self, DbLogin, TENANT_MIGRATIONS};
+use crate::domain::TENANT_SCHEMA;
+use crate::error::StageError;
+use serde_json::json;
+
+pub async fn run(ctx: &StageContext<'_>) -> Result<(), StageError> {
+    let secret_name = ctx.secret_name(DATABASE_SECRET);
+    let secret = ctx
+        .pipeline
+        .secrets
+        .get(&secret_name)
+        .await?
+        .ok_or_else(|| StageError::permanent(format!("secret {secret_name} is missing")))?;
+    let credentials = DatabaseCredentials::parse(&secret)?;
+    let mut tenant = db::connect(&DbLogin {
+        host: &credentials.host,
+        port: credentials.port,
+        dbname: &credentials.dbname,
+        user: &credentials.username,
+        password: &credentials.password,
+    })
+    .await
+    .map_err(|e| e.context(format!("connecting to {} as {}", credentials.dbname, credentials.username)))?;
+    let version = db::migrate(&mut tenant, TENANT_SCHEMA, TENANT_MIGRATIONS).await?;
+
+    let control = ctx.pipeline.db.get().await?;
+    crate::store::record_resource(
+        &control,
+        ctx.project.id,
+        "schema",
+        TENANT_SCHEMA,
+        json!({ "database": credentials.dbname, "version": version }),
+    )
+    .await
+}

@@ -1,0 +1,92 @@
+//! generate-api-keys: N keys with the project's prefix. The plaintext goes only
+//! to Secrets Manager (created once, deterministic request token); Postgres gets
+//! an scrypt hash of each key, inserted once. A retry reads the keys back from
+//! the secret instead of minting new ones, so there are always exactly N.
+
+use super::{StageContext, API_KEYS_SECRET};
+use crate::error::StageError;
+use crate::keys::{self, ApiKey};
+use crate::ports::get_or_create_secret;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::json;
+
+pub const DEFAULT_SCOPES: [&str; 2] = ["read", "write"];
+
+/// The keys held in a project's api-keys secret.
+pub struct StoredKeys {
+    pub keys: Vec<(ApiKey, Vec<String>)>,
+}
+
+#[derive(Deserialize)]
+struct KeysJson {
+    keys: Vec<KeyJson>,
+}
+
+#[derive(Deserialize)]
+struct KeyJson {
+    key: String,
+    scopes: Vec<String>,
+}
+
+impl StoredKeys {
+    pub fn parse(secret: &SecretString) -> Result<StoredKeys, StageError> {
+        let parsed: KeysJson = serde_json::from_str(secret.expose_secret())
+            .map_err(|_| StageError::permanent("api-keys secret is not valid JSON"))?;
+        let keys = parsed
+            .keys
+            .into_iter()
+            .map(|k| {
+                let key = ApiKey::from_plaintext(SecretString::from(k.key))
+                    .map_err(|e| StageError::permanent(format!("api-keys secret: {e}")))?;
+                Ok((key, k.scopes))
+            })
+            .collect::<Result<_, StageError>>()?;
+        Ok(StoredKeys { keys })
+    }
+
+    pub fn to_secret(&self) -> SecretString {
+        let keys: Vec<_> = self
+            .keys
+            .iter()
+            .map(|(k, scopes)| json!({ "id": k.id, "prefix": k.prefix, "key": k.plaintext().expose_secret(), "scopes": scopes }))
+            .collect();
+        SecretString::from(json!({ "keys": keys }).to_string())
+    }
+}
+
+pub async fn run(ctx: &StageContext<'_>) -> Result<(), StageError> {
+    let project = &ctx.project;
+    let secret_name = ctx.secret_name(API_KEYS_SECRET);
+    let scopes: Vec<String> = DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect();
+    let secret = get_or_create_secret(&*ctx.pipeline.secrets, &secret_name, ctx.request_token("api-keys"), || {
+        let keys = (0..project.api_key_count).map(|_| (ApiKey::generate(&project.api_key_prefix), scopes.clone())).collect();
+        StoredKeys { keys }.to_secret()
+    })
+    .await?;
+    let stored = StoredKeys::parse(&secret)?;
+
+    let db = ctx.pipeline.db.get().await?;
+    for (key, scopes) in &stored.keys {
+        let exists = db.query_opt("SELECT 1 FROM control_plane.api_keys WHERE id = $1", &[&key.id]).await?.is_some();
+        if exists {
+            continue;
+        }
+        let hash = keys::hash_off_thread(key.secret_part(), ctx.pipeline.settings.scrypt_log_n).await?;
+        db.execute(
+            "INSERT INTO control_plane.api_keys (id, project_id, key_prefix, key_hash, scopes, secret_name)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (id) DO NOTHING",
+            &[&key.id, &project.id, &key.prefix, &hash, scopes, &secret_name],
+        )
+        .await?;
+    }
+    crate::store::record_resource(
+        &db,
+        project.id,
+        "secret",
+        &secret_name,
+        json!({ "kind": API_KEYS_SECRET, "key_ids": stored.keys.iter().map(|(k, _)| &k.id).collect::<Vec<_>>() }),
+    )
+    .await
+}

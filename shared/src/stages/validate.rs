@@ -1,0 +1,70 @@
+//! validate: the project exists and is eligible, its identifiers are valid, its
+//! region is available and its quotas hold.
+
+use super::StageContext;
+use crate::domain::{quota, TenantNames};
+use crate::error::StageError;
+use crate::keys;
+
+pub async fn run(ctx: &StageContext<'_>) -> Result<(), StageError> {
+    let project = &ctx.project;
+    match project.status.as_str() {
+        "requested" | "provisioning" => {}
+        "ready" => return Err(StageError::permanent("project is already provisioned")),
+        other => return Err(StageError::permanent(format!("project is {other} and cannot be provisioned"))),
+    }
+    for (field, id) in [("owner_id", project.owner_id), ("organization_id", project.organization_id)] {
+        if id.is_some_and(|id| id.is_nil()) {
+            return Err(StageError::permanent(format!("{field}: must be a non-nil UUID")));
+        }
+    }
+    if !keys::is_valid_prefix(&project.api_key_prefix) {
+        return Err(StageError::permanent(format!("api_keys.prefix: {}", keys::PREFIX_RULE)));
+    }
+
+    let db = ctx.pipeline.db.get().await?;
+    let region = db
+        .query_opt("SELECT available FROM control_plane.regions WHERE code = $1", &[&project.region])
+        .await?;
+    match region {
+        None => return Err(StageError::permanent(format!("region: unknown region '{}'", project.region))),
+        Some(row) if !row.get::<_, bool>(0) => {
+            return Err(StageError::permanent(format!("region: '{}' is not available", project.region)))
+        }
+        Some(_) => {}
+    }
+
+    // Quotas count what the project already holds plus what this run will add.
+    let own_database = TenantNames::for_project(project.id).database;
+    let counts = db
+        .query_one(
+            "SELECT
+                (SELECT count(*) FROM control_plane.project_resources
+                  WHERE project_id = $1 AND resource_type = 'database' AND resource_id <> $2),
+                (SELECT count(*) FROM control_plane.api_keys WHERE project_id = $1 AND revoked_at IS NULL)",
+            &[&project.id, &own_database],
+        )
+        .await?;
+    let (other_databases, active_keys): (i64, i64) = (counts.get(0), counts.get(1));
+    if other_databases + 1 > quota::DATABASES {
+        return Err(StageError::permanent(format!("quota exceeded: databases (limit {})", quota::DATABASES)));
+    }
+    let requested_keys = i64::from(project.api_key_count);
+    if requested_keys < 1 || active_keys + requested_keys > quota::API_KEYS {
+        return Err(StageError::permanent(format!(
+            "quota exceeded: api_keys ({active_keys} active + {requested_keys} requested, limit {})",
+            quota::API_KEYS
+        )));
+    }
+    if project.services.enabled().len() as i64 > quota::SERVICES {
+        return Err(StageError::permanent(format!("quota exceeded: services (limit {})", quota::SERVICES)));
+    }
+
+    db.execute(
+        "UPDATE control_plane.projects SET status = 'provisioning', updated_at = now()
+          WHERE id = $1 AND status = 'requested'",
+        &[&project.id],
+    )
+    .await?;
+    Ok(())
+}
