@@ -59,7 +59,10 @@ pub async fn follow(
             return Ok(report);
         }
         if started.elapsed() > timeout {
-            return Err(format!("project {project_id} still {} after {timeout:?}", report.status));
+            return Err(format!(
+                "project {project_id} still {} after {timeout:?}",
+                report.status
+            ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -82,7 +85,9 @@ pub fn print_summary(report: &ProjectReport, out: &mut impl Write) {
         out,
         "schema       {} (version {})",
         r.schema.as_deref().unwrap_or("-"),
-        r.schema_version.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+        r.schema_version
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "-".into())
     );
     let services: Vec<String> = r
         .services
@@ -92,9 +97,23 @@ pub fn print_summary(report: &ProjectReport, out: &mut impl Write) {
             None => format!("{} ({})", s.service, s.status),
         })
         .collect();
-    let _ = writeln!(out, "services     {}", if services.is_empty() { "none".into() } else { services.join(", ") });
+    let _ = writeln!(
+        out,
+        "services     {}",
+        if services.is_empty() {
+            "none".into()
+        } else {
+            services.join(", ")
+        }
+    );
     for key in &r.api_keys {
-        let _ = writeln!(out, "api key      {} (prefix {}, scopes {})", key.id, key.prefix, key.scopes.join(","));
+        let _ = writeln!(
+            out,
+            "api key      {} (prefix {}, scopes {})",
+            key.id,
+            key.prefix,
+            key.scopes.join(",")
+        );
     }
     for secret in &r.secrets {
         let _ = writeln!(out, "secret       {secret}");

@@ -14,7 +14,10 @@ pub struct QueueSettings {
 
 impl Default for QueueSettings {
     fn default() -> Self {
-        QueueSettings { visibility_timeout_secs: 300, max_receive_count: 3 }
+        QueueSettings {
+            visibility_timeout_secs: 300,
+            max_receive_count: 3,
+        }
     }
 }
 
@@ -22,7 +25,9 @@ impl QueueSettings {
     /// From `VISIBILITY_TIMEOUT` and `MAX_RECEIVE_COUNT`, defaulting to 300 s and 3.
     pub fn from_env() -> Result<QueueSettings, String> {
         let read = |var: &str, default: u32| match std::env::var(var) {
-            Ok(v) if !v.is_empty() => v.parse().map_err(|_| format!("{var}: '{v}' is not a whole number")),
+            Ok(v) if !v.is_empty() => v
+                .parse()
+                .map_err(|_| format!("{var}: '{v}' is not a whole number")),
             _ => Ok(default),
         };
         let defaults = QueueSettings::default();
@@ -35,7 +40,10 @@ impl QueueSettings {
 
 /// The queue-name prefix is the last path segment of the queue URL prefix.
 pub fn name_prefix(queue_url_prefix: &str) -> &str {
-    queue_url_prefix.rsplit('/').next().unwrap_or(queue_url_prefix)
+    queue_url_prefix
+        .rsplit('/')
+        .next()
+        .unwrap_or(queue_url_prefix)
 }
 
 /// Creates (or finds) every stage queue and DLQ. Idempotent.
@@ -61,7 +69,9 @@ pub async fn create_queues(
             .await?;
         let dlq_arn = attributes
             .attributes()
-            .and_then(|a: &HashMap<QueueAttributeName, String>| a.get(&QueueAttributeName::QueueArn))
+            .and_then(|a: &HashMap<QueueAttributeName, String>| {
+                a.get(&QueueAttributeName::QueueArn)
+            })
             .cloned()
             .unwrap_or_default();
         let redrive = serde_json::json!({
@@ -70,7 +80,10 @@ pub async fn create_queues(
         });
         sqs.create_queue()
             .queue_name(format!("{prefix}{}", stage.queue_name()))
-            .attributes(QueueAttributeName::VisibilityTimeout, settings.visibility_timeout_secs.to_string())
+            .attributes(
+                QueueAttributeName::VisibilityTimeout,
+                settings.visibility_timeout_secs.to_string(),
+            )
             .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
             .send()
             .await?;

@@ -77,7 +77,13 @@ impl Runner {
             });
         }
         let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
-        Runner { sqs, consumers, wait_seconds: 1, batch_size: 10, region }
+        Runner {
+            sqs,
+            consumers,
+            wait_seconds: 1,
+            batch_size: 10,
+            region,
+        }
     }
 
     pub fn consumers(&self) -> &[Consumer] {
@@ -85,11 +91,18 @@ impl Runner {
     }
 
     fn consumer(&self, queue_name: &str) -> &Consumer {
-        self.consumers.iter().find(|c| c.queue_name == queue_name).unwrap_or_else(|| panic!("no consumer for queue {queue_name}"))
+        self.consumers
+            .iter()
+            .find(|c| c.queue_name == queue_name)
+            .unwrap_or_else(|| panic!("no consumer for queue {queue_name}"))
     }
 
     /// Receives one batch from a queue, hands it to the function and acknowledges.
-    pub async fn poll_once(&self, queue_name: &str, delivery: Delivery) -> Result<PollReport, RunnerError> {
+    pub async fn poll_once(
+        &self,
+        queue_name: &str,
+        delivery: Delivery,
+    ) -> Result<PollReport, RunnerError> {
         let consumer = self.consumer(queue_name);
         let received = self
             .sqs
@@ -100,15 +113,29 @@ impl Runner {
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .send()
             .await
-            .map_err(|e| RunnerError::Sqs(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+            .map_err(|e| {
+                RunnerError::Sqs(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+            })?;
         let messages = received.messages.unwrap_or_default();
         if messages.is_empty() {
             return Ok(PollReport::default());
         }
         let event = self.to_event(consumer, &messages);
-        let response = consumer.function.handle_event(&event).await.map_err(|e| RunnerError::Handler(e.to_string()))?;
-        let failed: HashSet<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
-        let mut report = PollReport { received: messages.len(), failed: failed.len(), deleted: 0 };
+        let response = consumer
+            .function
+            .handle_event(&event)
+            .await
+            .map_err(|e| RunnerError::Handler(e.to_string()))?;
+        let failed: HashSet<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        let mut report = PollReport {
+            received: messages.len(),
+            failed: failed.len(),
+            deleted: 0,
+        };
         if delivery == Delivery::CrashBeforeDelete {
             return Ok(report);
         }
@@ -132,14 +159,20 @@ impl Runner {
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| RunnerError::Sqs(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))?;
+                .map_err(|e| {
+                    RunnerError::Sqs(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
+                })?;
         }
         Ok(report)
     }
 
     fn to_event(&self, consumer: &Consumer, messages: &[aws_sdk_sqs::types::Message]) -> SqsEvent {
         let queue = consumer.queue_url.rsplit('/').next().unwrap_or_default();
-        let account = consumer.queue_url.rsplit('/').nth(1).unwrap_or("000000000000");
+        let account = consumer
+            .queue_url
+            .rsplit('/')
+            .nth(1)
+            .unwrap_or("000000000000");
         let arn = format!("arn:aws:sqs:{}:{account}:{queue}", self.region);
         let records = messages
             .iter()
@@ -151,7 +184,11 @@ impl Runner {
                 record.md5_of_body = m.md5_of_body().map(str::to_owned);
                 record.attributes = m
                     .attributes()
-                    .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect())
+                    .map(|a| {
+                        a.iter()
+                            .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 record.event_source = Some("aws:sqs".into());
                 record.event_source_arn = Some(arn.clone());
@@ -198,12 +235,16 @@ impl Runner {
         let (tx, rx) = watch::channel(false);
         let runner = Arc::clone(self);
         let task = tokio::spawn(async move { runner.run(workers, rx).await });
-        RunningRunner { stop: tx, task: Some(task) }
+        RunningRunner {
+            stop: tx,
+            task: Some(task),
+        }
     }
 
     /// The queue-name prefix shared by this runner's queues.
     pub fn queue_name_prefix(&self) -> &str {
-        name_prefix(&self.consumers[0].queue_url).trim_end_matches(self.consumers[0].queue_name.as_str())
+        name_prefix(&self.consumers[0].queue_url)
+            .trim_end_matches(self.consumers[0].queue_name.as_str())
     }
 }
 

@@ -127,3 +127,11 @@ CREATE TABLE control_plane.audit_log (
 );
 
 CREATE INDEX audit_log_project_idx ON control_plane.audit_log (project_id, created_at);
+
+-- Tenant roles must not even connect to the control-plane database.
+DO $$
+BEGIN
+    EXECUTE format('REVOKE CONNECT, TEMPORARY ON DATABASE %I FROM PUBLIC', current_database());
+END
+$$;
+REVOKE ALL ON SCHEMA control_plane FROM PUBLIC;

@@ -40,7 +40,10 @@ where
             Box::pin(async move { (record.message_id.as_deref(), fut.await) })
         })
         .collect();
-    let results: Vec<_> = stream::iter(pending).buffered(concurrency.max(1)).collect().await;
+    let results: Vec<_> = stream::iter(pending)
+        .buffered(concurrency.max(1))
+        .collect()
+        .await;
     let mut response = SqsBatchResponse::default();
     for (id, disposition) in results {
         if disposition == Disposition::Retry {
@@ -70,13 +73,26 @@ mod tests {
 
     #[tokio::test]
     async fn only_messages_to_retry_are_reported_in_order() {
-        let batch = vec![message(Some("a"), "ok"), message(Some("b"), "retry"), message(Some("c"), "ok"), message(Some("d"), "retry")];
+        let batch = vec![
+            message(Some("a"), "ok"),
+            message(Some("b"), "retry"),
+            message(Some("c"), "ok"),
+            message(Some("d"), "retry"),
+        ];
         let response = process_batch(&batch, 2, |m| async move {
-            if m.body.as_deref() == Some("retry") { Disposition::Retry } else { Disposition::Acknowledge }
+            if m.body.as_deref() == Some("retry") {
+                Disposition::Retry
+            } else {
+                Disposition::Acknowledge
+            }
         })
         .await
         .unwrap();
-        let ids: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+        let ids: Vec<_> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
         assert_eq!(ids, ["b", "d"]);
     }
 
@@ -84,17 +100,25 @@ mod tests {
     async fn a_retry_without_message_id_fails_the_batch_instead_of_reporting_an_empty_id() {
         let batch = vec![message(None, "retry"), message(Some(""), "ok")];
         let result = process_batch(&batch, 1, |m| async move {
-            if m.body.as_deref() == Some("retry") { Disposition::Retry } else { Disposition::Acknowledge }
+            if m.body.as_deref() == Some("retry") {
+                Disposition::Retry
+            } else {
+                Disposition::Acknowledge
+            }
         })
         .await;
         assert!(result.is_err());
-        let fine = process_batch(&batch[1..], 1, |_| async { Disposition::Acknowledge }).await.unwrap();
+        let fine = process_batch(&batch[1..], 1, |_| async { Disposition::Acknowledge })
+            .await
+            .unwrap();
         assert!(fine.batch_item_failures.is_empty());
     }
 
     #[tokio::test]
     async fn every_message_is_handled_once() {
-        let batch: Vec<_> = (0..10).map(|i| message(Some(&i.to_string()), "ok")).collect();
+        let batch: Vec<_> = (0..10)
+            .map(|i| message(Some(&i.to_string()), "ok"))
+            .collect();
         let seen = std::sync::Mutex::new(Vec::new());
         process_batch(&batch, 3, |m| {
             seen.lock().unwrap().push(m.message_id.clone().unwrap());

@@ -47,7 +47,10 @@ impl Settings {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
         let get = |var: &'static str| lookup(var).filter(|v| !v.trim().is_empty());
         let required = |var: &'static str| {
-            get(var).ok_or(ConfigError { var, problem: "must be set".into() })
+            get(var).ok_or(ConfigError {
+                var,
+                problem: "must be set".into(),
+            })
         };
         let database_url = required("DATABASE_URL")?;
         let pg: tokio_postgres::Config = database_url.parse().map_err(|_| ConfigError {
@@ -70,7 +73,10 @@ impl Settings {
             let var = registration_var(service);
             if let Some(url) = get(var) {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(ConfigError { var, problem: "must be an http(s) URL".into() });
+                    return Err(ConfigError {
+                        var,
+                        problem: "must be an http(s) URL".into(),
+                    });
                 }
                 registration_urls.insert(service, url);
             }
@@ -87,16 +93,27 @@ impl Settings {
                 .trim_end_matches('/')
                 .to_owned(),
             registration_urls,
-            registration_timeout: Duration::from_millis(parse_or(&get, "REGISTRATION_TIMEOUT_MS", 5_000)?),
+            registration_timeout: Duration::from_millis(parse_or(
+                &get,
+                "REGISTRATION_TIMEOUT_MS",
+                5_000,
+            )?),
             scrypt_log_n: parse_or(&get, "API_KEY_SCRYPT_LOG_N", 14)?,
             db_pool_size: parse_or(&get, "DB_POOL_SIZE", 4)?,
             batch_concurrency: parse_or(&get, "BATCH_CONCURRENCY", 4)?.max(1),
-            stage_lock_timeout: Duration::from_millis(parse_or(&get, "STAGE_LOCK_TIMEOUT_MS", 20_000)?),
+            stage_lock_timeout: Duration::from_millis(parse_or(
+                &get,
+                "STAGE_LOCK_TIMEOUT_MS",
+                20_000,
+            )?),
         })
     }
 
     pub fn database_config(&self) -> tokio_postgres::Config {
-        self.database_url.expose_secret().parse().expect("validated in from_lookup")
+        self.database_url
+            .expose_secret()
+            .parse()
+            .expect("validated in from_lookup")
     }
 
     pub fn queue_url(&self, queue_name: &str) -> String {
@@ -119,7 +136,10 @@ fn parse_or<T: std::str::FromStr>(
 ) -> Result<T, ConfigError> {
     match get(var) {
         None => Ok(default),
-        Some(v) => v.trim().parse().map_err(|_| ConfigError { var, problem: format!("'{v}' is not a valid number") }),
+        Some(v) => v.trim().parse().map_err(|_| ConfigError {
+            var,
+            problem: format!("'{v}' is not a valid number"),
+        }),
     }
 }
 
@@ -128,12 +148,18 @@ mod tests {
     use super::*;
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Settings::from_lookup(|k| map.get(k).cloned())
     }
 
     const BASE: [(&str, &str); 2] = [
-        ("DATABASE_URL", "postgres://admin:hunter2@db.internal:6543/control_plane"),
+        (
+            "DATABASE_URL",
+            "postgres://admin:hunter2@db.internal:6543/control_plane",
+        ),
         ("QUEUE_URL_PREFIX", "http://sqs/123/p-"),
     ];
 
@@ -146,7 +172,10 @@ mod tests {
     #[test]
     fn tenant_host_defaults_to_the_control_plane_host_and_password_is_not_printed() {
         let s = settings(&BASE).unwrap();
-        assert_eq!((s.tenant_db_host.as_str(), s.tenant_db_port), ("db.internal", 6543));
+        assert_eq!(
+            (s.tenant_db_host.as_str(), s.tenant_db_port),
+            ("db.internal", 6543)
+        );
         assert!(!format!("{s:?}").contains("hunter2"));
         assert_eq!(s.queue_url("validate"), "http://sqs/123/p-validate");
     }

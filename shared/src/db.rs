@@ -17,12 +17,17 @@ pub struct Migration {
 
 macro_rules! migration {
     ($version:expr, $dir:literal, $file:literal) => {
-        Migration { version: $version, name: $file, sql: include_str!(concat!("../../migrations/", $dir, "/", $file)) }
+        Migration {
+            version: $version,
+            name: $file,
+            sql: include_str!(concat!("../../migrations/", $dir, "/", $file)),
+        }
     };
 }
 
 /// Control-plane schema, applied to the control-plane database.
-pub const CONTROL_PLANE_MIGRATIONS: &[Migration] = &[migration!(1, "control_plane", "0001_init.sql")];
+pub const CONTROL_PLANE_MIGRATIONS: &[Migration] =
+    &[migration!(1, "control_plane", "0001_init.sql")];
 
 /// Tenant schema, applied to each tenant database by create-schema.
 pub const TENANT_MIGRATIONS: &[Migration] = &[migration!(1, "tenant", "0001_init.sql")];
@@ -34,7 +39,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub fn pool(mut config: tokio_postgres::Config, max_size: usize) -> Pool {
     config.connect_timeout(CONNECT_TIMEOUT);
     config.application_name("provisioning");
-    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
     Pool::builder(manager)
         .max_size(max_size)
         .runtime(Runtime::Tokio1)
@@ -77,9 +88,17 @@ pub async fn connect(login: &DbLogin<'_>) -> Result<Client, StageError> {
 /// `{schema}.schema_migrations`, all in one transaction under an advisory lock,
 /// so concurrent or repeated runs apply each file exactly once. An applied file
 /// whose checksum changed is an error. Returns the schema's version.
-pub async fn migrate(client: &mut Client, schema: &str, migrations: &[Migration]) -> Result<i32, StageError> {
+pub async fn migrate(
+    client: &mut Client,
+    schema: &str,
+    migrations: &[Migration],
+) -> Result<i32, StageError> {
     let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key("migrate", schema)]).await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[&lock_key("migrate", schema)],
+    )
+    .await?;
     tx.batch_execute(&format!(
         "CREATE SCHEMA IF NOT EXISTS {schema};
          CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
@@ -92,7 +111,13 @@ pub async fn migrate(client: &mut Client, schema: &str, migrations: &[Migration]
     ))
     .await?;
     let applied = tx
-        .query(&format!("SELECT version, checksum FROM {}.schema_migrations", quote_ident(schema)), &[])
+        .query(
+            &format!(
+                "SELECT version, checksum FROM {}.schema_migrations",
+                quote_ident(schema)
+            ),
+            &[],
+        )
         .await?;
     let mut version = 0;
     for m in migrations {
@@ -106,7 +131,9 @@ pub async fn migrate(client: &mut Client, schema: &str, migrations: &[Migration]
             }
             Some(_) => {}
             None => {
-                tx.batch_execute(m.sql).await.map_err(|e| StageError::from(e).context(format!("migration {}", m.name)))?;
+                tx.batch_execute(m.sql)
+                    .await
+                    .map_err(|e| StageError::from(e).context(format!("migration {}", m.name)))?;
                 tx.execute(
                     &format!("INSERT INTO {}.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", quote_ident(schema)),
                     &[&m.version, &m.name, &checksum],
@@ -145,7 +172,10 @@ mod tests {
 
     #[test]
     fn every_migration_file_is_embedded_in_order() {
-        for (dir, list) in [("control_plane", CONTROL_PLANE_MIGRATIONS), ("tenant", TENANT_MIGRATIONS)] {
+        for (dir, list) in [
+            ("control_plane", CONTROL_PLANE_MIGRATIONS),
+            ("tenant", TENANT_MIGRATIONS),
+        ] {
             let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations/");
             let mut files: Vec<String> = std::fs::read_dir(format!("{root}{dir}"))
                 .unwrap()
@@ -154,7 +184,10 @@ mod tests {
                 .collect();
             files.sort();
             let embedded: Vec<&str> = list.iter().map(|m| m.name).collect();
-            assert_eq!(files, embedded, "migrations/{dir} and the embedded list differ");
+            assert_eq!(
+                files, embedded,
+                "migrations/{dir} and the embedded list differ"
+            );
             for (i, m) in list.iter().enumerate() {
                 assert_eq!(m.version, i as i32 + 1);
                 assert!(m.name.starts_with(&format!("{:04}_", m.version)));

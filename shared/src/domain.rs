@@ -173,15 +173,26 @@ fn enabled() -> bool {
 
 impl Default for ServiceSelection {
     fn default() -> Self {
-        ServiceSelection { auth: true, realtime: true, storage: true }
+        ServiceSelection {
+            auth: true,
+            realtime: true,
+            storage: true,
+        }
     }
 }
 
 impl ServiceSelection {
-    pub const NONE: ServiceSelection = ServiceSelection { auth: false, realtime: false, storage: false };
+    pub const NONE: ServiceSelection = ServiceSelection {
+        auth: false,
+        realtime: false,
+        storage: false,
+    };
 
     pub fn enabled(&self) -> Vec<Service> {
-        Service::ALL.into_iter().filter(|s| self.is_enabled(*s)).collect()
+        Service::ALL
+            .into_iter()
+            .filter(|s| self.is_enabled(*s))
+            .collect()
     }
 
     pub fn is_enabled(&self, service: Service) -> bool {
@@ -216,7 +227,10 @@ fn default_key_prefix() -> String {
 
 impl Default for ApiKeySpec {
     fn default() -> Self {
-        ApiKeySpec { count: DEFAULT_API_KEY_COUNT, prefix: DEFAULT_API_KEY_PREFIX.to_owned() }
+        ApiKeySpec {
+            count: DEFAULT_API_KEY_COUNT,
+            prefix: DEFAULT_API_KEY_PREFIX.to_owned(),
+        }
     }
 }
 
@@ -254,7 +268,10 @@ pub struct TenantNames {
 impl TenantNames {
     pub fn for_project(project_id: Uuid) -> TenantNames {
         let hex = project_id.simple().to_string();
-        TenantNames { database: format!("tenant_{hex}"), role: format!("tenant_{hex}_owner") }
+        TenantNames {
+            database: format!("tenant_{hex}"),
+            role: format!("tenant_{hex}_owner"),
+        }
     }
 }
 
@@ -314,6 +331,9 @@ mod tests {
         let names = TenantNames::for_project(id);
         assert!(names.database.len() <= 63 && names.role.len() <= 63);
         assert_eq!(names, TenantNames::for_project(id));
-        assert!(names.database.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+        assert!(names
+            .database
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
     }
 }

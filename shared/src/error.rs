@@ -23,11 +23,17 @@ pub struct StageError {
 
 impl StageError {
     pub fn retryable(message: impl Into<String>) -> StageError {
-        StageError { class: ErrorClass::Retryable, message: message.into() }
+        StageError {
+            class: ErrorClass::Retryable,
+            message: message.into(),
+        }
     }
 
     pub fn permanent(message: impl Into<String>) -> StageError {
-        StageError { class: ErrorClass::Permanent, message: message.into() }
+        StageError {
+            class: ErrorClass::Permanent,
+            message: message.into(),
+        }
     }
 
     pub fn is_retryable(&self) -> bool {
@@ -36,7 +42,10 @@ impl StageError {
 
     /// Adds what was being done to the message, keeping the class.
     pub fn context(self, what: impl fmt::Display) -> StageError {
-        StageError { class: self.class, message: format!("{what}: {}", self.message) }
+        StageError {
+            class: self.class,
+            message: format!("{what}: {}", self.message),
+        }
     }
 }
 
@@ -85,7 +94,9 @@ impl From<tokio_postgres::Error> for StageError {
 }
 
 fn db_message(e: &tokio_postgres::Error) -> String {
-    e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| e.to_string())
+    e.as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_else(|| e.to_string())
 }
 
 impl From<deadpool_postgres::PoolError> for StageError {
@@ -103,7 +114,9 @@ mod tests {
 
     #[test]
     fn transient_sqlstates_are_retryable_and_logic_errors_are_not() {
-        for code in ["40001", "40P01", "55P03", "08006", "53300", "57P01", "58030"] {
+        for code in [
+            "40001", "40P01", "55P03", "08006", "53300", "57P01", "58030",
+        ] {
             assert!(sqlstate_is_retryable(code), "{code}");
         }
         for code in ["23505", "42P04", "42601", "22P02", "28P01"] {

@@ -1,7 +1,9 @@
 //! The Lambda-facing side of a stage: builds the pipeline once per cold start and
 //! turns an `SqsEvent` into an `SqsBatchResponse`.
 
-use crate::adapters::{aws_config, http::HttpRegistrar, secrets_manager::SecretsManagerStore, sqs::SqsQueue};
+use crate::adapters::{
+    aws_config, http::HttpRegistrar, secrets_manager::SecretsManagerStore, sqs::SqsQueue,
+};
 use crate::batch::{process_batch, Disposition};
 use crate::config::Settings;
 use crate::domain::{Stage, StageMessage};
@@ -43,11 +45,19 @@ impl Pipeline {
     /// HTTP registrar. Clients are cheap to build and connect lazily.
     pub async fn from_settings(settings: Settings) -> Result<Pipeline, Error> {
         let aws = aws_config().await;
-        let pool_size = settings.db_pool_size.max(2 * settings.batch_concurrency + 1);
+        let pool_size = settings
+            .db_pool_size
+            .max(2 * settings.batch_concurrency + 1);
         let db = crate::db::pool(settings.database_config(), pool_size);
-        let queue = SqsQueue::new(aws_sdk_sqs::Client::new(&aws), settings.queue_url_prefix.clone());
+        let queue = SqsQueue::new(
+            aws_sdk_sqs::Client::new(&aws),
+            settings.queue_url_prefix.clone(),
+        );
         let secrets = SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&aws));
-        let registrar = HttpRegistrar::new(settings.registration_urls.clone(), settings.registration_timeout)?;
+        let registrar = HttpRegistrar::new(
+            settings.registration_urls.clone(),
+            settings.registration_timeout,
+        )?;
         Ok(Pipeline {
             settings: Arc::new(settings),
             db,
@@ -62,7 +72,10 @@ impl StageFunction {
     /// Reads the settings from the environment (failing fast) and builds the clients.
     pub async fn from_env(role: Role) -> Result<StageFunction, Error> {
         let settings = Settings::from_env()?;
-        Ok(StageFunction::new(role, Pipeline::from_settings(settings).await?))
+        Ok(StageFunction::new(
+            role,
+            Pipeline::from_settings(settings).await?,
+        ))
     }
 
     pub fn new(role: Role, pipeline: Pipeline) -> StageFunction {
@@ -128,15 +141,28 @@ impl StageFunction {
 
     /// A body that is not a stage message cannot succeed later: acknowledge it,
     /// failing the named project's current run when the body still names one.
-    async fn handle_malformed(&self, message_id: &str, bad: crate::domain::MalformedMessage) -> Disposition {
-        let span = tracing::info_span!("stage", function = self.role.name(), message_id, project_id = tracing::field::Empty);
+    async fn handle_malformed(
+        &self,
+        message_id: &str,
+        bad: crate::domain::MalformedMessage,
+    ) -> Disposition {
+        let span = tracing::info_span!(
+            "stage",
+            function = self.role.name(),
+            message_id,
+            project_id = tracing::field::Empty
+        );
         async {
             let (Role::Stage(stage), Some(project_id)) = (self.role, bad.project_id) else {
                 tracing::error!(error = %bad, "malformed message acknowledged without effect");
                 return Disposition::Acknowledge;
             };
             tracing::Span::current().record("project_id", tracing::field::display(project_id));
-            match self.pipeline.fail_current_run(project_id, stage, &bad.to_string()).await {
+            match self
+                .pipeline
+                .fail_current_run(project_id, stage, &bad.to_string())
+                .await
+            {
                 Ok(outcome) => {
                     tracing::error!(error = %bad, ?outcome, "malformed message failed the project");
                     Disposition::Acknowledge
@@ -153,7 +179,10 @@ impl StageFunction {
 }
 
 fn receive_count(record: &SqsMessage) -> Option<u32> {
-    record.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok())
+    record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|v| v.parse().ok())
 }
 
 fn log_outcome(outcome: &Outcome) {
@@ -161,7 +190,10 @@ fn log_outcome(outcome: &Outcome) {
         Outcome::Completed { attempt, next } => {
             tracing::info!(attempt, next = next.map(|s| s.as_str()), "stage completed")
         }
-        Outcome::Resent { next } => tracing::info!(next = next.as_str(), "stage already done, next stage message re-sent"),
+        Outcome::Resent { next } => tracing::info!(
+            next = next.as_str(),
+            "stage already done, next stage message re-sent"
+        ),
         Outcome::Ignored(reason) => tracing::info!(reason, "message ignored"),
         Outcome::Failed(error) => tracing::error!(%error, "project failed"),
     }

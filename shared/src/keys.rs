@@ -26,7 +26,10 @@ pub struct ApiKey {
 
 impl std::fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiKey").field("id", &self.id).field("prefix", &self.prefix).finish_non_exhaustive()
+        f.debug_struct("ApiKey")
+            .field("id", &self.id)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
     }
 }
 
@@ -39,13 +42,21 @@ impl ApiKey {
         rng.fill_bytes(&mut secret);
         let body = format!("{prefix}_{}_{}", hex::encode(id), hex::encode(secret));
         let plaintext = format!("{body}_{:08x}", crc32fast::hash(body.as_bytes()));
-        ApiKey { id: hex::encode(id), prefix: prefix.to_owned(), plaintext: SecretString::from(plaintext) }
+        ApiKey {
+            id: hex::encode(id),
+            prefix: prefix.to_owned(),
+            plaintext: SecretString::from(plaintext),
+        }
     }
 
     pub fn from_plaintext(plaintext: SecretString) -> Result<ApiKey, KeyFormatError> {
         let parsed = parse(plaintext.expose_secret())?;
         let (id, prefix) = (parsed.id.to_owned(), parsed.prefix.to_owned());
-        Ok(ApiKey { id, prefix, plaintext })
+        Ok(ApiKey {
+            id,
+            prefix,
+            plaintext,
+        })
     }
 
     pub fn plaintext(&self) -> &SecretString {
@@ -78,11 +89,21 @@ pub struct ParsedKey<'a> {
 /// Checks a presented key's shape and checksum; no database needed.
 pub fn parse(plaintext: &str) -> Result<ParsedKey<'_>, KeyFormatError> {
     let mut parts = plaintext.rsplitn(4, '_');
-    let (Some(checksum), Some(secret), Some(id), Some(prefix)) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(checksum), Some(secret), Some(id), Some(prefix)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(KeyFormatError::Shape);
     };
-    let lower_hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if !is_valid_prefix(prefix) || !lower_hex(id, ID_BYTES * 2) || !lower_hex(secret, SECRET_BYTES * 2) || !lower_hex(checksum, 8) {
+    let lower_hex = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    if !is_valid_prefix(prefix)
+        || !lower_hex(id, ID_BYTES * 2)
+        || !lower_hex(secret, SECRET_BYTES * 2)
+        || !lower_hex(checksum, 8)
+    {
         return Err(KeyFormatError::Shape);
     }
     let body = &plaintext[..plaintext.len() - checksum.len() - 1];
@@ -100,15 +121,18 @@ pub fn is_valid_prefix(prefix: &str) -> bool {
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
-pub const PREFIX_RULE: &str = "must start with a lowercase letter followed by at most 15 lowercase letters or digits";
+pub const PREFIX_RULE: &str =
+    "must start with a lowercase letter followed by at most 15 lowercase letters or digits";
 
 /// scrypt PHC string of `secret` with cost 2^log_n, r = 8, p = 1 (CPU-heavy: call
 /// through `hash_off_thread` from async code).
 pub fn hash_secret(secret: &SecretString, log_n: u8) -> Result<String, StageError> {
-    let params = Params::new(log_n, 8, 1, 32).map_err(|e| StageError::permanent(format!("scrypt parameters: {e}")))?;
+    let params = Params::new(log_n, 8, 1, 32)
+        .map_err(|e| StageError::permanent(format!("scrypt parameters: {e}")))?;
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
-    let salt = SaltString::encode_b64(&salt).map_err(|e| StageError::permanent(format!("salt: {e}")))?;
+    let salt =
+        SaltString::encode_b64(&salt).map_err(|e| StageError::permanent(format!("salt: {e}")))?;
     Scrypt
         .hash_password_customized(secret.expose_secret().as_bytes(), None, None, params, &salt)
         .map(|hash| hash.to_string())
@@ -124,9 +148,15 @@ pub async fn hash_off_thread(secret: SecretString, log_n: u8) -> Result<String, 
 /// Whether `plaintext` is the key whose secret `phc` hashes. Shape and checksum
 /// are checked first; the hash comparison is constant-time.
 pub fn verify(plaintext: &str, phc: &str) -> bool {
-    let Ok(parsed) = parse(plaintext) else { return false };
-    let Ok(hash) = PasswordHash::new(phc) else { return false };
-    Scrypt.verify_password(parsed.secret.as_bytes(), &hash).is_ok()
+    let Ok(parsed) = parse(plaintext) else {
+        return false;
+    };
+    let Ok(hash) = PasswordHash::new(phc) else {
+        return false;
+    };
+    Scrypt
+        .verify_password(parsed.secret.as_bytes(), &hash)
+        .is_ok()
 }
 
 #[cfg(test)]
@@ -150,10 +180,19 @@ mod tests {
         let plain = key.plaintext().expose_secret().to_owned();
         for i in 0..plain.len() {
             let mut bytes = plain.clone().into_bytes();
-            bytes[i] = if bytes[i] == b'a' { b'b' } else if bytes[i] == b'_' { b'x' } else { b'a' };
+            bytes[i] = if bytes[i] == b'a' {
+                b'b'
+            } else if bytes[i] == b'_' {
+                b'x'
+            } else {
+                b'a'
+            };
             let changed = String::from_utf8(bytes).unwrap();
             if changed != plain {
-                assert!(parse(&changed).is_err(), "position {i} accepted: change went unnoticed");
+                assert!(
+                    parse(&changed).is_err(),
+                    "position {i} accepted: change went unnoticed"
+                );
             }
         }
     }
@@ -165,7 +204,10 @@ mod tests {
         assert!(phc.starts_with("$scrypt$ln=10,r=8,p=1$"), "{phc}");
         assert!(!phc.contains(key.secret_part().expose_secret()));
         assert!(verify(key.plaintext().expose_secret(), &phc));
-        assert!(!verify(ApiKey::generate("pk").plaintext().expose_secret(), &phc));
+        assert!(!verify(
+            ApiKey::generate("pk").plaintext().expose_secret(),
+            &phc
+        ));
     }
 
     #[test]
@@ -181,7 +223,15 @@ mod tests {
         for ok in ["pk", "a", "acme2024", "abcdefghijklmnop"] {
             assert!(is_valid_prefix(ok), "{ok}");
         }
-        for bad in ["", "1pk", "Pk", "p_k", "pk'; drop table x;--", "p\nk", "abcdefghijklmnopq"] {
+        for bad in [
+            "",
+            "1pk",
+            "Pk",
+            "p_k",
+            "pk'; drop table x;--",
+            "p\nk",
+            "abcdefghijklmnopq",
+        ] {
             assert!(!is_valid_prefix(bad), "{bad:?}");
         }
     }

@@ -21,9 +21,19 @@ pub trait SecretStore: Send + Sync {
     async fn get(&self, name: &str) -> Result<Option<SecretString>, StageError>;
     /// Creates the secret. `request_token` makes a repeated call idempotent.
     /// Returns false when a secret with that name already exists.
-    async fn create(&self, name: &str, request_token: Uuid, value: &SecretString) -> Result<bool, StageError>;
+    async fn create(
+        &self,
+        name: &str,
+        request_token: Uuid,
+        value: &SecretString,
+    ) -> Result<bool, StageError>;
     /// Replaces the value of an existing secret with a new version.
-    async fn put(&self, name: &str, request_token: Uuid, value: &SecretString) -> Result<(), StageError>;
+    async fn put(
+        &self,
+        name: &str,
+        request_token: Uuid,
+        value: &SecretString,
+    ) -> Result<(), StageError>;
 }
 
 /// Reads the secret, creating it from `make` the first time. Whoever wins a race
@@ -41,10 +51,9 @@ pub async fn get_or_create_secret(
     if store.create(name, request_token, &value).await? {
         return Ok(value);
     }
-    store
-        .get(name)
-        .await?
-        .ok_or_else(|| StageError::retryable(format!("secret {name} exists but cannot be read yet")))
+    store.get(name).await?.ok_or_else(|| {
+        StageError::retryable(format!("secret {name} exists but cannot be read yet"))
+    })
 }
 
 /// What a platform service is told about a new project.

@@ -24,12 +24,18 @@ pub enum CreateProjectError {
     /// The project was not created, or was created but its first message could
     /// not be queued (then `project_id` is set and a retry of the run resends it).
     #[error("{error}")]
-    Unavailable { error: StageError, project_id: Option<Uuid> },
+    Unavailable {
+        error: StageError,
+        project_id: Option<Uuid>,
+    },
 }
 
 impl From<StageError> for CreateProjectError {
     fn from(error: StageError) -> Self {
-        CreateProjectError::Unavailable { error, project_id: None }
+        CreateProjectError::Unavailable {
+            error,
+            project_id: None,
+        }
     }
 }
 
@@ -45,7 +51,12 @@ pub const NAME_MAX_CHARS: usize = 100;
 
 /// Checks the rules that need no database.
 pub fn validate_new_project(p: &NewProject) -> Result<(), ValidationError> {
-    let invalid = |field, rule: &str| Err(ValidationError { field, rule: rule.to_owned() });
+    let invalid = |field, rule: &str| {
+        Err(ValidationError {
+            field,
+            rule: rule.to_owned(),
+        })
+    };
     let name = p.name.trim();
     if name.is_empty() {
         return invalid("name", "must not be empty");
@@ -56,7 +67,13 @@ pub fn validate_new_project(p: &NewProject) -> Result<(), ValidationError> {
     if p.name.chars().any(char::is_control) {
         return invalid("name", "must not contain control characters");
     }
-    if p.region.is_empty() || p.region.len() > 32 || !p.region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+    if p.region.is_empty()
+        || p.region.len() > 32
+        || !p
+            .region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
         return invalid("region", "must be a region code such as us-east-1");
     }
     if p.owner_id.is_some_and(|id| id.is_nil()) {
@@ -85,11 +102,18 @@ pub async fn create_project(
     validate_new_project(request)?;
     let mut conn = db.get().await.map_err(StageError::from)?;
     let known = conn
-        .query_opt("SELECT 1 FROM control_plane.regions WHERE code = $1", &[&request.region])
+        .query_opt(
+            "SELECT 1 FROM control_plane.regions WHERE code = $1",
+            &[&request.region],
+        )
         .await
         .map_err(StageError::from)?;
     if known.is_none() {
-        return Err(ValidationError { field: "region", rule: format!("unknown region '{}'", request.region) }.into());
+        return Err(ValidationError {
+            field: "region",
+            rule: format!("unknown region '{}'", request.region),
+        }
+        .into());
     }
     let project_id = Uuid::new_v4();
     let run_id = Uuid::new_v4();
@@ -115,15 +139,36 @@ pub async fn create_project(
     .await
     .map_err(StageError::from)?;
     insert_run(&tx, project_id, run_id, 1, Stage::Validate, correlation_id).await?;
-    crate::store::audit(&tx, project_id, Some(run_id), "project.created", "api", serde_json::json!({ "name": request.name.trim(), "region": request.region })).await?;
+    crate::store::audit(
+        &tx,
+        project_id,
+        Some(run_id),
+        "project.created",
+        "api",
+        serde_json::json!({ "name": request.name.trim(), "region": request.region }),
+    )
+    .await?;
     tx.commit().await.map_err(StageError::from)?;
 
-    let first = StageMessage { project_id, run_id, stage: Stage::Validate, correlation_id };
+    let first = StageMessage {
+        project_id,
+        run_id,
+        stage: Stage::Validate,
+        correlation_id,
+    };
     queue
         .send(&first)
         .await
-        .map_err(|error| CreateProjectError::Unavailable { error, project_id: Some(project_id) })?;
-    Ok(CreatedProject { project_id, run_id, correlation_id, status: "requested" })
+        .map_err(|error| CreateProjectError::Unavailable {
+            error,
+            project_id: Some(project_id),
+        })?;
+    Ok(CreatedProject {
+        project_id,
+        run_id,
+        correlation_id,
+        status: "requested",
+    })
 }
 
 /// Inserts a run and its stage rows; stages before `start` are skipped.
@@ -175,7 +220,8 @@ mod tests {
 
     #[test]
     fn each_rule_names_its_field() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut NewProject)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut NewProject)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("name", Box::new(|p| p.name = "  ".into())),
             ("name", Box::new(|p| p.name = "x".repeat(101))),
             ("name", Box::new(|p| p.name = "a\u{0}b".into())),
@@ -183,7 +229,10 @@ mod tests {
             ("owner_id", Box::new(|p| p.owner_id = Some(Uuid::nil()))),
             ("api_keys.count", Box::new(|p| p.api_keys.count = 0)),
             ("api_keys.count", Box::new(|p| p.api_keys.count = 11)),
-            ("api_keys.prefix", Box::new(|p| p.api_keys.prefix = "x'; DROP TABLE y;--".into())),
+            (
+                "api_keys.prefix",
+                Box::new(|p| p.api_keys.prefix = "x'; DROP TABLE y;--".into()),
+            ),
         ];
         for (field, mutate) in cases {
             let mut p = request();

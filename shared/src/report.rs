@@ -72,7 +72,10 @@ pub struct KeyReport {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-pub async fn load_project_report(db: &impl GenericClient, id: Uuid) -> Result<Option<ProjectReport>, StageError> {
+pub async fn load_project_report(
+    db: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<ProjectReport>, StageError> {
     let Some(p) = db
         .query_opt(
             "SELECT id, name, region, status, current_stage, failed_stage, last_error, created_at, ready_at,
@@ -123,7 +126,8 @@ pub async fn load_project_report(db: &impl GenericClient, id: Uuid) -> Result<Op
         )
         .await?
     {
-        let (kind, name, meta): (String, String, serde_json::Value) = (r.get(0), r.get(1), r.get(2));
+        let (kind, name, meta): (String, String, serde_json::Value) =
+            (r.get(0), r.get(1), r.get(2));
         match kind.as_str() {
             "database" => resources.database = Some(name),
             "schema" => {

@@ -3,8 +3,8 @@
 
 use crate::domain::{ServiceSelection, Stage, StageMessage};
 use crate::error::StageError;
-use serde_json::json;
 use deadpool_postgres::GenericClient;
+use serde_json::json;
 use uuid::Uuid;
 
 /// A project as the stages see it.
@@ -22,7 +22,10 @@ pub struct ProjectRecord {
     pub current_run_id: Option<Uuid>,
 }
 
-pub async fn load_project(db: &impl GenericClient, id: Uuid) -> Result<Option<ProjectRecord>, StageError> {
+pub async fn load_project(
+    db: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<ProjectRecord>, StageError> {
     let row = db
         .query_opt(
             "SELECT id, name, region, owner_id, organization_id, services, api_key_count, api_key_prefix,
@@ -98,10 +101,18 @@ impl RunView {
 }
 
 /// Loads the project and run a message names; None when either does not exist.
-pub async fn load_run_view(db: &impl GenericClient, msg: &StageMessage) -> Result<Option<RunView>, StageError> {
-    let Some(project) = load_project(db, msg.project_id).await? else { return Ok(None) };
+pub async fn load_run_view(
+    db: &impl GenericClient,
+    msg: &StageMessage,
+) -> Result<Option<RunView>, StageError> {
+    let Some(project) = load_project(db, msg.project_id).await? else {
+        return Ok(None);
+    };
     let Some(run) = db
-        .query_opt("SELECT project_id, status FROM control_plane.provisioning_runs WHERE id = $1", &[&msg.run_id])
+        .query_opt(
+            "SELECT project_id, status FROM control_plane.provisioning_runs WHERE id = $1",
+            &[&msg.run_id],
+        )
         .await?
     else {
         return Ok(None);
@@ -125,11 +136,19 @@ pub async fn load_run_view(db: &impl GenericClient, msg: &StageMessage) -> Resul
             })
         })
         .collect();
-    Ok(Some(RunView { project, run_project_id: run.get(0), run_status: run.get(1), stages }))
+    Ok(Some(RunView {
+        project,
+        run_project_id: run.get(0),
+        run_status: run.get(1),
+        stages,
+    }))
 }
 
 /// Records the start of an attempt (committed at once, so a crash still counts it).
-pub async fn record_attempt(db: &impl GenericClient, msg: &StageMessage) -> Result<i32, StageError> {
+pub async fn record_attempt(
+    db: &impl GenericClient,
+    msg: &StageMessage,
+) -> Result<i32, StageError> {
     db.execute(
         "UPDATE control_plane.projects SET current_stage = $2, updated_at = now() WHERE id = $1",
         &[&msg.project_id, &msg.stage.as_str()],
@@ -148,7 +167,11 @@ pub async fn record_attempt(db: &impl GenericClient, msg: &StageMessage) -> Resu
     Ok(row.get(0))
 }
 
-pub async fn record_retryable_error(db: &impl GenericClient, msg: &StageMessage, error: &StageError) -> Result<(), StageError> {
+pub async fn record_retryable_error(
+    db: &impl GenericClient,
+    msg: &StageMessage,
+    error: &StageError,
+) -> Result<(), StageError> {
     db.execute(
         "UPDATE control_plane.provisioning_stages
             SET status = 'retrying', last_error = $3, updated_at = now()

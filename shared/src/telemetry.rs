@@ -10,7 +10,9 @@ fn filter() -> EnvFilter {
     std::env::var("AWS_LAMBDA_LOG_LEVEL")
         .ok()
         .map(|level| EnvFilter::new(level.to_lowercase()))
-        .unwrap_or_else(|| EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .unwrap_or_else(|| {
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+        })
 }
 
 /// Installs the JSON subscriber on stdout (what Lambda captures).

@@ -1,1 +1,476 @@
+//! Test support: every test gets its own control-plane database, its own queues
+//! and its own secret prefix on the shared local stack (real Postgres, moto's
+//! SQS and Secrets Manager over HTTP), so tests run in parallel without meeting.
+//!
+//! Start the stack with `make test` (or `scripts/stack.sh up && source .local/env`).
+//! A test that cannot reach it fails saying so: it never skips.
 
+use aws_sdk_sqs::types::QueueAttributeName;
+use local_dev::{create_queues, QueueSettings, Runner};
+use provisioning::db::{migrate, CONTROL_PLANE_MIGRATIONS};
+use provisioning::domain::{NewProject, Service, ServiceSelection};
+use provisioning::ports::MessageQueue;
+use provisioning::project::{create_project, CreatedProject};
+use provisioning::report::{load_project_report, ProjectReport};
+use provisioning::{Pipeline, Settings};
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+pub const HOW_TO_START: &str =
+    "the local stack is not reachable: run `make test`, or `scripts/stack.sh up && source .local/env` before `cargo test`";
+
+/// Visibility timeout of test queues: short, so the retry path runs in seconds.
+pub const TEST_VISIBILITY_SECS: u32 = 2;
+
+/// Reads a stack variable from the environment, or from `.local/env` written by
+/// `scripts/stack.sh up`.
+pub fn stack_var(name: &str) -> String {
+    if let Ok(v) = std::env::var(name) {
+        return v;
+    }
+    static FILE: OnceLock<HashMap<String, String>> = OnceLock::new();
+    let vars = FILE.get_or_init(|| {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../.local/env");
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| l.trim().strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| {
+                (
+                    k.to_owned(),
+                    v.trim_matches(|c| c == '"' || c == '\'').to_owned(),
+                )
+            })
+            .collect()
+    });
+    vars.get(name)
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} is not set: {HOW_TO_START}"))
+}
+
+fn init_aws_env() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        for var in [
+            "AWS_ENDPOINT_URL",
+            "AWS_REGION",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+        ] {
+            let value = stack_var(var);
+            // SAFETY: set once, before any test thread reads the environment.
+            unsafe { std::env::set_var(var, value) };
+        }
+    });
+}
+
+/// Everything the tests' subscriber has logged, as JSON lines.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().unwrap()).into_owned()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static BUFFER: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUFFER.get_or_init(|| Arc::new(Mutex::new(Vec::new())))
+}
+
+#[derive(Clone)]
+struct BufferWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for BufferWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn init_logs() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        // Debug level everywhere but the chattiest transport crates, so a leak
+        // anywhere in our code or the SDK's request logging would be caught.
+        if std::env::var("RUST_LOG").is_err() {
+            unsafe {
+                std::env::set_var(
+                    "RUST_LOG",
+                    "debug,h2=info,hyper=info,hyper_util=info,rustls=info",
+                )
+            };
+        }
+        let buffer = log_buffer().clone();
+        provisioning::telemetry::init_with_writer(move || BufferWriter(buffer.clone()));
+    });
+}
+
+/// Options of one test environment.
+#[derive(Default, Clone)]
+pub struct EnvOptions {
+    /// Registration endpoint per service (a wiremock server in tests).
+    pub registration_urls: HashMap<Service, String>,
+    /// scrypt cost; the production default (2^14) when None.
+    pub scrypt_log_n: Option<u8>,
+}
+
+pub struct TestEnv {
+    pub id: String,
+    pub settings: Settings,
+    pub pipeline: Pipeline,
+    pub runner: Arc<Runner>,
+    pub sqs: aws_sdk_sqs::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
+    pub database_name: String,
+}
+
+impl TestEnv {
+    pub async fn new() -> TestEnv {
+        TestEnv::with(EnvOptions::default()).await
+    }
+
+    pub async fn with(options: EnvOptions) -> TestEnv {
+        init_logs();
+        init_aws_env();
+        let id = Uuid::new_v4().simple().to_string()[..10].to_owned();
+        let admin_url = stack_var("PG_ADMIN_URL");
+        let admin = connect(&admin_url).await;
+        let database_name = format!("cp_{id}");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {database_name}"))
+            .await
+            .expect("create control-plane database");
+        let database_url = format!("{}/{database_name}", admin_url.rsplit_once('/').unwrap().0);
+        let mut cp = connect(&database_url).await;
+        migrate(&mut cp, "control_plane", CONTROL_PLANE_MIGRATIONS)
+            .await
+            .expect("control-plane migrations");
+
+        let endpoint = stack_var("AWS_ENDPOINT_URL");
+        let mut vars: HashMap<&str, String> = HashMap::from([
+            ("DATABASE_URL", database_url),
+            (
+                "QUEUE_URL_PREFIX",
+                format!("{endpoint}/123456789012/t{id}-"),
+            ),
+            ("SECRET_PREFIX", format!("test-{id}/projects")),
+            ("TENANT_DB_HOST", stack_var("TENANT_DB_HOST")),
+            ("TENANT_DB_PORT", stack_var("TENANT_DB_PORT")),
+            ("REGISTRATION_TIMEOUT_MS", "2000".into()),
+            ("STAGE_LOCK_TIMEOUT_MS", "10000".into()),
+        ]);
+        if let Some(log_n) = options.scrypt_log_n {
+            vars.insert("API_KEY_SCRYPT_LOG_N", log_n.to_string());
+        }
+        for (service, url) in &options.registration_urls {
+            vars.insert(
+                provisioning::config::registration_var(*service),
+                url.clone(),
+            );
+        }
+        let settings = Settings::from_lookup(|k| vars.get(k).cloned()).expect("test settings");
+        let aws = provisioning::adapters::aws_config().await;
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        let secrets = aws_sdk_secretsmanager::Client::new(&aws);
+        create_queues(
+            &sqs,
+            &settings.queue_url_prefix,
+            QueueSettings {
+                visibility_timeout_secs: TEST_VISIBILITY_SECS,
+                max_receive_count: 3,
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("creating queues in moto failed ({e}): {HOW_TO_START}"));
+        let pipeline = Pipeline::from_settings(settings.clone())
+            .await
+            .expect("pipeline");
+        let runner = Arc::new(Runner::new(sqs.clone(), pipeline.clone()));
+        TestEnv {
+            id,
+            settings,
+            pipeline,
+            runner,
+            sqs,
+            secrets,
+            database_name,
+        }
+    }
+
+    /// A second, independent pipeline on the same state (another "Lambda instance").
+    pub async fn another_instance(&self) -> Pipeline {
+        Pipeline::from_settings(self.settings.clone())
+            .await
+            .expect("pipeline")
+    }
+
+    /// The same pipeline with its queue port replaced.
+    pub fn with_queue(&self, queue: Arc<dyn MessageQueue>) -> (Pipeline, Arc<Runner>) {
+        let mut pipeline = self.pipeline.clone();
+        pipeline.queue = queue;
+        let runner = Arc::new(Runner::new(self.sqs.clone(), pipeline.clone()));
+        (pipeline, runner)
+    }
+
+    pub async fn create(&self, request: &NewProject) -> CreatedProject {
+        create_project(&self.pipeline.db, &*self.pipeline.queue, request, None)
+            .await
+            .expect("create project")
+    }
+
+    pub async fn report(&self, project_id: Uuid) -> ProjectReport {
+        let db = self.pipeline.db.get().await.unwrap();
+        load_project_report(&db, project_id)
+            .await
+            .unwrap()
+            .expect("project exists")
+    }
+
+    /// Runs the runner until the project is ready or failed.
+    pub async fn settle(&self, project_id: Uuid) -> ProjectReport {
+        self.settle_with(&self.runner, project_id, Duration::from_secs(60))
+            .await
+    }
+
+    pub async fn settle_with(
+        &self,
+        runner: &Arc<Runner>,
+        project_id: Uuid,
+        timeout: Duration,
+    ) -> ProjectReport {
+        let running = runner.spawn(1);
+        let report = self
+            .wait_for_status(project_id, &["ready", "failed"], timeout)
+            .await;
+        running.stop().await;
+        report
+    }
+
+    pub async fn wait_for_status(
+        &self,
+        project_id: Uuid,
+        statuses: &[&str],
+        timeout: Duration,
+    ) -> ProjectReport {
+        let started = Instant::now();
+        loop {
+            let report = self.report(project_id).await;
+            if statuses.contains(&report.status.as_str()) {
+                return report;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "project still {} after {timeout:?}: {report:#?}",
+                report.status
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Runs the runner until every queue of this environment is empty.
+    pub async fn drain(&self, runner: &Arc<Runner>, timeout: Duration) {
+        let running = runner.spawn(1);
+        let started = Instant::now();
+        loop {
+            if self.total_messages().await == 0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "queues not drained after {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        running.stop().await;
+    }
+
+    pub fn queue_url(&self, queue_name: &str) -> String {
+        self.settings.queue_url(queue_name)
+    }
+
+    /// Visible + in-flight messages of one queue.
+    pub async fn queue_depth(&self, queue_name: &str) -> u64 {
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(self.queue_url(queue_name))
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes");
+        let attrs = out.attributes().cloned().unwrap_or_default();
+        [
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        ]
+        .iter()
+        .map(|a| {
+            attrs
+                .get(a)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+    }
+
+    pub async fn total_messages(&self) -> u64 {
+        let mut total = 0;
+        for consumer in self.runner.consumers() {
+            total += self.queue_depth(&consumer.queue_name).await;
+        }
+        total
+    }
+
+    pub async fn send_raw(&self, queue_name: &str, body: &str) {
+        self.sqs
+            .send_message()
+            .queue_url(self.queue_url(queue_name))
+            .message_body(body)
+            .send()
+            .await
+            .expect("send");
+    }
+
+    pub fn secret_name(&self, project_id: Uuid, kind: &str) -> String {
+        provisioning::stages::secret_name(&self.settings, project_id, kind)
+    }
+
+    pub async fn secret(&self, name: &str) -> Option<SecretString> {
+        match self.secrets.get_secret_value().secret_id(name).send().await {
+            Ok(out) => out.secret_string.map(SecretString::from),
+            Err(_) => None,
+        }
+    }
+
+    /// Number of versions Secrets Manager holds for a secret (1 = written once).
+    pub async fn secret_version_count(&self, name: &str) -> usize {
+        let out = self
+            .secrets
+            .list_secret_version_ids()
+            .secret_id(name)
+            .send()
+            .await
+            .expect("list versions");
+        out.versions().len()
+    }
+
+    /// Every secret of this environment (by name prefix).
+    pub async fn secret_names(&self) -> Vec<String> {
+        let prefix = format!("{}/", self.settings.secret_prefix);
+        let mut names = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .secrets
+                .list_secrets()
+                .set_next_token(token)
+                .max_results(100)
+                .send()
+                .await
+                .expect("list secrets");
+            names.extend(
+                out.secret_list()
+                    .iter()
+                    .filter_map(|s| s.name().map(str::to_owned))
+                    .filter(|n| n.starts_with(&prefix)),
+            );
+            token = out.next_token().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
+        names.sort();
+        names
+    }
+
+    pub async fn db(&self) -> deadpool_postgres::Object {
+        self.pipeline
+            .db
+            .get()
+            .await
+            .expect("control-plane connection")
+    }
+
+    pub async fn count(&self, sql: &str, project_id: Uuid) -> i64 {
+        self.db()
+            .await
+            .query_one(sql, &[&project_id])
+            .await
+            .expect(sql)
+            .get(0)
+    }
+
+    /// Whole-cluster facts, asked of the admin connection.
+    pub async fn admin(&self) -> tokio_postgres::Client {
+        connect(&stack_var("PG_ADMIN_URL")).await
+    }
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "postgres at {}: {e}: {HOW_TO_START}",
+                url.rsplit('@').next().unwrap_or("?")
+            )
+        });
+    tokio::spawn(connection);
+    client
+}
+
+/// A sample request; tweak fields per test.
+pub fn project(name: &str) -> NewProject {
+    NewProject {
+        name: name.into(),
+        region: "us-east-1".into(),
+        owner_id: Some(Uuid::new_v4()),
+        organization_id: Some(Uuid::new_v4()),
+        services: ServiceSelection::default(),
+        api_keys: provisioning::domain::ApiKeySpec {
+            count: 2,
+            prefix: "test".into(),
+        },
+    }
+}
+
+/// Asserts the run reached ready with every stage succeeded exactly as expected.
+pub fn assert_ready(report: &ProjectReport) {
+    assert_eq!(report.status, "ready", "{report:#?}");
+    assert!(
+        report.timeline.iter().all(|s| s.status == "succeeded"),
+        "{:#?}",
+        report.timeline
+    );
+}
+
+/// Reads a tenant's credentials secret.
+pub async fn tenant_credentials(
+    env: &TestEnv,
+    project_id: Uuid,
+) -> provisioning::stages::DatabaseCredentials {
+    let secret = env
+        .secret(&env.secret_name(project_id, "database"))
+        .await
+        .expect("database secret");
+    provisioning::stages::DatabaseCredentials::parse(&secret).unwrap()
+}
+
+/// Plaintext API keys from a project's api-keys secret.
+pub async fn plaintext_keys(env: &TestEnv, project_id: Uuid) -> Vec<String> {
+    let secret = env
+        .secret(&env.secret_name(project_id, "api-keys"))
+        .await
+        .expect("api-keys secret");
+    let stored = provisioning::stages::StoredKeys::parse(&secret).unwrap();
+    stored
+        .keys
+        .iter()
+        .map(|(k, _)| k.plaintext().expose_secret().to_owned())
+        .collect()
+}

@@ -37,7 +37,10 @@ fn init_logs() -> Result<String, Error> {
     if let Some(dir) = std::path::Path::new(&path).parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
     provisioning::telemetry::init_with_writer(std::sync::Mutex::new(file));
     Ok(path)
 }
@@ -45,7 +48,10 @@ fn init_logs() -> Result<String, Error> {
 async fn setup() -> Result<(Pipeline, Runner), Error> {
     let settings = Settings::from_env()?;
     let queue_settings = QueueSettings::from_env()?;
-    let (mut client, connection) = settings.database_config().connect(tokio_postgres::NoTls).await?;
+    let (mut client, connection) = settings
+        .database_config()
+        .connect(tokio_postgres::NoTls)
+        .await?;
     tokio::spawn(connection);
     let version = migrate(&mut client, "control_plane", CONTROL_PLANE_MIGRATIONS).await?;
     let aws = provisioning::adapters::aws_config().await;
@@ -77,10 +83,27 @@ async fn run_demo(file: &str) -> Result<ExitCode, Error> {
         .map_err(|e| format!("{file}: not a project request: {e}"))?;
     let (pipeline, runner) = setup().await?;
     let created = create_project(&pipeline.db, &*pipeline.queue, &request, None).await?;
-    println!("project {} '{}' requested in {} (run {})", created.project_id, request.name, request.region, created.run_id);
+    println!(
+        "project {} '{}' requested in {} (run {})",
+        created.project_id, request.name, request.region, created.run_id
+    );
     let mut stdout = std::io::stdout();
-    let report = demo::run_and_follow(Arc::new(runner), &pipeline, created.project_id, Duration::from_secs(120), &mut stdout).await?;
+    let report = demo::run_and_follow(
+        Arc::new(runner),
+        &pipeline,
+        created.project_id,
+        Duration::from_secs(120),
+        &mut stdout,
+    )
+    .await?;
     demo::print_summary(&report, &mut stdout);
-    println!("\ndemo finished in {:.1} s; JSON logs in {log}", started.elapsed().as_secs_f64());
-    Ok(if report.status == "ready" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    println!(
+        "\ndemo finished in {:.1} s; JSON logs in {log}",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(if report.status == "ready" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

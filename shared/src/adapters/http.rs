@@ -17,8 +17,14 @@ pub struct HttpRegistrar {
 }
 
 impl HttpRegistrar {
-    pub fn new(urls: HashMap<Service, String>, timeout: Duration) -> Result<HttpRegistrar, reqwest::Error> {
-        let client = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).build()?;
+    pub fn new(
+        urls: HashMap<Service, String>,
+        timeout: Duration,
+    ) -> Result<HttpRegistrar, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()?;
         Ok(HttpRegistrar { client, urls })
     }
 }
@@ -38,13 +44,22 @@ impl ServiceRegistrar for HttpRegistrar {
         let response = self
             .client
             .post(url)
-            .header("Idempotency-Key", format!("{}:{service}", request.project_id))
+            .header(
+                "Idempotency-Key",
+                format!("{}:{service}", request.project_id),
+            )
             .header("X-Correlation-Id", request.correlation_id.to_string())
             .json(request)
             .send()
             .await
             .map_err(|e| {
-                let kind = if e.is_timeout() { "timed out" } else if e.is_connect() { "connection failed" } else { "request failed" };
+                let kind = if e.is_timeout() {
+                    "timed out"
+                } else if e.is_connect() {
+                    "connection failed"
+                } else {
+                    "request failed"
+                };
                 StageError::retryable(format!("{what}: {kind}"))
             })?;
         let status = response.status();
@@ -57,7 +72,10 @@ impl ServiceRegistrar for HttpRegistrar {
             return Ok(Registration::default());
         }
         let message = format!("{what}: HTTP {}", status.as_u16());
-        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS || status == reqwest::StatusCode::REQUEST_TIMEOUT {
+        if status.is_server_error()
+            || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            || status == reqwest::StatusCode::REQUEST_TIMEOUT
+        {
             Err(StageError::retryable(message))
         } else {
             Err(StageError::permanent(message))

@@ -19,16 +19,25 @@ where
             let status = ctx.raw().status().as_u16();
             let code = ctx.err().code().unwrap_or("unknown");
             let message = format!("{what}: {code} (HTTP {status})");
-            if status >= 500 || status == 429 || code.contains("Throttl") || code.contains("TooManyRequests") {
+            if status >= 500
+                || status == 429
+                || code.contains("Throttl")
+                || code.contains("TooManyRequests")
+            {
                 StageError::retryable(message)
             } else {
                 StageError::permanent(message)
             }
         }
         SdkError::TimeoutError(_) => StageError::retryable(format!("{what}: timed out")),
-        SdkError::DispatchFailure(f) => StageError::retryable(format!("{what}: dispatch failure: {f:?}")),
+        SdkError::DispatchFailure(f) => {
+            StageError::retryable(format!("{what}: dispatch failure: {f:?}"))
+        }
         SdkError::ResponseError(_) => StageError::retryable(format!("{what}: unreadable response")),
-        _ => StageError::retryable(format!("{what}: request failed: {}", aws_sdk_sqs::error::DisplayErrorContext(err))),
+        _ => StageError::retryable(format!(
+            "{what}: request failed: {}",
+            aws_sdk_sqs::error::DisplayErrorContext(err)
+        )),
     }
 }
 

@@ -28,7 +28,12 @@ impl SecretStore for SecretsManagerStore {
         }
     }
 
-    async fn create(&self, name: &str, request_token: Uuid, value: &SecretString) -> Result<bool, StageError> {
+    async fn create(
+        &self,
+        name: &str,
+        request_token: Uuid,
+        value: &SecretString,
+    ) -> Result<bool, StageError> {
         let result = self
             .client
             .create_secret()
@@ -44,7 +49,12 @@ impl SecretStore for SecretsManagerStore {
         }
     }
 
-    async fn put(&self, name: &str, request_token: Uuid, value: &SecretString) -> Result<(), StageError> {
+    async fn put(
+        &self,
+        name: &str,
+        request_token: Uuid,
+        value: &SecretString,
+    ) -> Result<(), StageError> {
         self.client
             .put_secret_value()
             .secret_id(name)

@@ -13,7 +13,10 @@ pub struct SqsQueue {
 
 impl SqsQueue {
     pub fn new(client: aws_sdk_sqs::Client, queue_url_prefix: impl Into<String>) -> SqsQueue {
-        SqsQueue { client, queue_url_prefix: queue_url_prefix.into() }
+        SqsQueue {
+            client,
+            queue_url_prefix: queue_url_prefix.into(),
+        }
     }
 }
 

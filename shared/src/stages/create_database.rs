@@ -52,8 +52,9 @@ struct CredentialsJson {
 
 impl DatabaseCredentials {
     pub fn parse(secret: &SecretString) -> Result<DatabaseCredentials, StageError> {
-        let c: CredentialsJson = serde_json::from_str(secret.expose_secret())
-            .map_err(|_| StageError::permanent("database secret is not valid RDS credentials JSON"))?;
+        let c: CredentialsJson = serde_json::from_str(secret.expose_secret()).map_err(|_| {
+            StageError::permanent("database secret is not valid RDS credentials JSON")
+        })?;
         Ok(DatabaseCredentials {
             host: c.host,
             port: c.port,
@@ -80,20 +81,27 @@ pub async fn run(ctx: &StageContext<'_>) -> Result<(), StageError> {
     let settings = &ctx.pipeline.settings;
     let names = TenantNames::for_project(ctx.project.id);
     let secret_name = ctx.secret_name(DATABASE_SECRET);
-    let secret = get_or_create_secret(&*ctx.pipeline.secrets, &secret_name, ctx.request_token("database-credentials"), || {
-        DatabaseCredentials {
-            host: settings.tenant_db_host.clone(),
-            port: settings.tenant_db_port,
-            username: names.role.clone(),
-            dbname: names.database.clone(),
-            password: SecretString::from(Alphanumeric.sample_string(&mut rand::rng(), 40)),
-        }
-        .to_secret()
-    })
+    let secret = get_or_create_secret(
+        &*ctx.pipeline.secrets,
+        &secret_name,
+        ctx.request_token("database-credentials"),
+        || {
+            DatabaseCredentials {
+                host: settings.tenant_db_host.clone(),
+                port: settings.tenant_db_port,
+                username: names.role.clone(),
+                dbname: names.database.clone(),
+                password: SecretString::from(Alphanumeric.sample_string(&mut rand::rng(), 40)),
+            }
+            .to_secret()
+        },
+    )
     .await?;
     let credentials = DatabaseCredentials::parse(&secret)?;
     if credentials.username != names.role || credentials.dbname != names.database {
-        return Err(StageError::permanent(format!("secret {secret_name} names another database or role")));
+        return Err(StageError::permanent(format!(
+            "secret {secret_name} names another database or role"
+        )));
     }
 
     let db = ctx.pipeline.db.get().await?;
@@ -109,7 +117,8 @@ pub async fn run(ctx: &StageContext<'_>) -> Result<(), StageError> {
     ))
     .await?;
 
-    crate::store::record_resource(&db, ctx.project.id, "database_role", &names.role, json!({})).await?;
+    crate::store::record_resource(&db, ctx.project.id, "database_role", &names.role, json!({}))
+        .await?;
     crate::store::record_resource(
         &db,
         ctx.project.id,
@@ -118,7 +127,14 @@ pub async fn run(ctx: &StageContext<'_>) -> Result<(), StageError> {
         json!({ "host": credentials.host, "port": credentials.port, "connection_limit": CONNECTION_LIMIT }),
     )
     .await?;
-    crate::store::record_resource(&db, ctx.project.id, "secret", &secret_name, json!({ "kind": DATABASE_SECRET })).await?;
+    crate::store::record_resource(
+        &db,
+        ctx.project.id,
+        "secret",
+        &secret_name,
+        json!({ "kind": DATABASE_SECRET }),
+    )
+    .await?;
     Ok(())
 }
 
@@ -128,7 +144,12 @@ fn ownership_marker(project_id: Uuid) -> String {
 
 /// Creates the tenant role, or brings an existing one of this project to the
 /// stored password. A role of the same name that is not this project's is an error.
-async fn ensure_role(db: &tokio_postgres::Client, project_id: Uuid, role: &str, password: &SecretString) -> Result<(), StageError> {
+async fn ensure_role(
+    db: &tokio_postgres::Client,
+    project_id: Uuid,
+    role: &str,
+    password: &SecretString,
+) -> Result<(), StageError> {
     // The server only ever sees a SCRAM verifier, never the password itself, so
     // no server log or error can reveal it.
     let verifier = postgres_protocol::password::scram_sha_256(password.expose_secret().as_bytes());
@@ -136,12 +157,17 @@ async fn ensure_role(db: &tokio_postgres::Client, project_id: Uuid, role: &str, 
     let marker = ownership_marker(project_id);
     for _ in 0..2 {
         let existing = db
-            .query_opt("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1", &[&role])
+            .query_opt(
+                "SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1",
+                &[&role],
+            )
             .await?;
         if let Some(row) = existing {
             let comment: Option<String> = row.get(0);
             if comment.as_deref() != Some(marker.as_str()) {
-                return Err(StageError::permanent(format!("role {role} exists and does not belong to this project")));
+                return Err(StageError::permanent(format!(
+                    "role {role} exists and does not belong to this project"
+                )));
             }
             db.batch_execute(&format!(
                 "ALTER ROLE {quoted} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS
@@ -175,20 +201,34 @@ async fn ensure_role(db: &tokio_postgres::Client, project_id: Uuid, role: &str, 
             }
         }
     }
-    Err(StageError::retryable(format!("role {role} is being created concurrently")))
+    Err(StageError::retryable(format!(
+        "role {role} is being created concurrently"
+    )))
 }
 
 /// A non-superuser admin (RDS) must be a member of the role to make it a
 /// database owner.
-async fn grant_membership_if_needed(db: &tokio_postgres::Client, quoted_role: &str) -> Result<(), StageError> {
-    let row = db.query_one("SELECT rolsuper FROM pg_roles WHERE rolname = current_user", &[]).await?;
+async fn grant_membership_if_needed(
+    db: &tokio_postgres::Client,
+    quoted_role: &str,
+) -> Result<(), StageError> {
+    let row = db
+        .query_one(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await?;
     if !row.get::<_, bool>(0) {
-        db.batch_execute(&format!("GRANT {quoted_role} TO CURRENT_USER")).await?;
+        db.batch_execute(&format!("GRANT {quoted_role} TO CURRENT_USER"))
+            .await?;
     }
     Ok(())
 }
 
-async fn ensure_database(db: &tokio_postgres::Client, names: &TenantNames) -> Result<(), StageError> {
+async fn ensure_database(
+    db: &tokio_postgres::Client,
+    names: &TenantNames,
+) -> Result<(), StageError> {
     if database_owner(db, &names.database).await?.is_none() {
         let created = db
             .batch_execute(&format!(
@@ -205,14 +245,26 @@ async fn ensure_database(db: &tokio_postgres::Client, names: &TenantNames) -> Re
     }
     match database_owner(db, &names.database).await? {
         Some(owner) if owner == names.role => Ok(()),
-        Some(_) => Err(StageError::permanent(format!("database {} exists and does not belong to this project", names.database))),
-        None => Err(StageError::retryable(format!("database {} vanished while being created", names.database))),
+        Some(_) => Err(StageError::permanent(format!(
+            "database {} exists and does not belong to this project",
+            names.database
+        ))),
+        None => Err(StageError::retryable(format!(
+            "database {} vanished while being created",
+            names.database
+        ))),
     }
 }
 
-async fn database_owner(db: &tokio_postgres::Client, database: &str) -> Result<Option<String>, StageError> {
+async fn database_owner(
+    db: &tokio_postgres::Client,
+    database: &str,
+) -> Result<Option<String>, StageError> {
     let row = db
-        .query_opt("SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1", &[&database])
+        .query_opt(
+            "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
+            &[&database],
+        )
         .await?;
     Ok(row.map(|r| r.get(0)))
 }

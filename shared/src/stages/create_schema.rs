@@ -25,7 +25,12 @@ pub async fn run(ctx: &StageContext<'_>) -> Result<(), StageError> {
         password: &credentials.password,
     })
     .await
-    .map_err(|e| e.context(format!("connecting to {} as {}", credentials.dbname, credentials.username)))?;
+    .map_err(|e| {
+        e.context(format!(
+            "connecting to {} as {}",
+            credentials.dbname, credentials.username
+        ))
+    })?;
     let version = db::migrate(&mut tenant, TENANT_SCHEMA, TENANT_MIGRATIONS).await?;
 
     let control = ctx.pipeline.db.get().await?;

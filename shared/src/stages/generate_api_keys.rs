@@ -59,20 +59,34 @@ pub async fn run(ctx: &StageContext<'_>) -> Result<(), StageError> {
     let project = &ctx.project;
     let secret_name = ctx.secret_name(API_KEYS_SECRET);
     let scopes: Vec<String> = DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect();
-    let secret = get_or_create_secret(&*ctx.pipeline.secrets, &secret_name, ctx.request_token("api-keys"), || {
-        let keys = (0..project.api_key_count).map(|_| (ApiKey::generate(&project.api_key_prefix), scopes.clone())).collect();
-        StoredKeys { keys }.to_secret()
-    })
+    let secret = get_or_create_secret(
+        &*ctx.pipeline.secrets,
+        &secret_name,
+        ctx.request_token("api-keys"),
+        || {
+            let keys = (0..project.api_key_count)
+                .map(|_| (ApiKey::generate(&project.api_key_prefix), scopes.clone()))
+                .collect();
+            StoredKeys { keys }.to_secret()
+        },
+    )
     .await?;
     let stored = StoredKeys::parse(&secret)?;
 
     let db = ctx.pipeline.db.get().await?;
     for (key, scopes) in &stored.keys {
-        let exists = db.query_opt("SELECT 1 FROM control_plane.api_keys WHERE id = $1", &[&key.id]).await?.is_some();
+        let exists = db
+            .query_opt(
+                "SELECT 1 FROM control_plane.api_keys WHERE id = $1",
+                &[&key.id],
+            )
+            .await?
+            .is_some();
         if exists {
             continue;
         }
-        let hash = keys::hash_off_thread(key.secret_part(), ctx.pipeline.settings.scrypt_log_n).await?;
+        let hash =
+            keys::hash_off_thread(key.secret_part(), ctx.pipeline.settings.scrypt_log_n).await?;
         db.execute(
             "INSERT INTO control_plane.api_keys (id, project_id, key_prefix, key_hash, scopes, secret_name)
              VALUES ($1, $2, $3, $4, $5, $6)

@@ -65,7 +65,10 @@ pub enum Decision {
 /// Decides what a message for `stage` should do given the run's state.
 pub fn decide(view: &RunView, msg: &StageMessage) -> Decision {
     if view.run_project_id != msg.project_id {
-        return Decision::Reject(format!("run {} does not belong to project {}", msg.run_id, msg.project_id));
+        return Decision::Reject(format!(
+            "run {} does not belong to project {}",
+            msg.run_id, msg.project_id
+        ));
     }
     if view.project.current_run_id != Some(msg.run_id) {
         return Decision::Ignore("message of an older run");
@@ -74,16 +77,23 @@ pub fn decide(view: &RunView, msg: &StageMessage) -> Decision {
         return Decision::Ignore("run already finished");
     }
     let Some(row) = view.stage(msg.stage) else {
-        return Decision::Reject(format!("stage {} is not part of run {}", msg.stage, msg.run_id));
+        return Decision::Reject(format!(
+            "stage {} is not part of run {}",
+            msg.stage, msg.run_id
+        ));
     };
     match row.status {
         StageStatus::Succeeded => {
             return match msg.stage.next().and_then(|next| view.stage(next)) {
-                Some(next) if next.status == StageStatus::Pending && next.attempts == 0 => Decision::ResendNext(next.stage),
+                Some(next) if next.status == StageStatus::Pending && next.attempts == 0 => {
+                    Decision::ResendNext(next.stage)
+                }
                 _ => Decision::Ignore("stage already succeeded"),
             };
         }
-        StageStatus::Failed | StageStatus::Skipped => return Decision::Ignore("stage already failed or skipped"),
+        StageStatus::Failed | StageStatus::Skipped => {
+            return Decision::Ignore("stage already failed or skipped")
+        }
         _ => {}
     }
     let previous = view
@@ -93,7 +103,9 @@ pub fn decide(view: &RunView, msg: &StageMessage) -> Decision {
         .filter(|s| s.status != StageStatus::Skipped)
         .last();
     match previous {
-        Some(p) if p.status != StageStatus::Succeeded => Decision::Ignore("previous stage has not finished"),
+        Some(p) if p.status != StageStatus::Succeeded => {
+            Decision::Ignore("previous stage has not finished")
+        }
         _ => Decision::Run,
     }
 }
@@ -129,12 +141,17 @@ impl Pipeline {
     /// Handles one stage message. `Err` means "retry later" (always retryable);
     /// permanent errors are recorded and come back as `Outcome::Failed`.
     pub async fn run_stage(&self, msg: &StageMessage) -> Result<Outcome, StageError> {
-        self.with_project_lock(msg.project_id, || self.run_locked(msg)).await
+        self.with_project_lock(msg.project_id, || self.run_locked(msg))
+            .await
     }
 
     /// Handles a message that exhausted its receives: the project becomes failed
     /// with the stage, the attempts and the last recorded error.
-    pub async fn dead_letter(&self, msg: &StageMessage, receive_count: Option<u32>) -> Result<Outcome, StageError> {
+    pub async fn dead_letter(
+        &self,
+        msg: &StageMessage,
+        receive_count: Option<u32>,
+    ) -> Result<Outcome, StageError> {
         self.with_project_lock(msg.project_id, || async {
             let mut db = self.db.get().await?;
             let Some(view) = store::load_run_view(&db, msg).await? else {
@@ -143,12 +160,27 @@ impl Pipeline {
             if view.project.current_run_id != Some(msg.run_id) || view.run_status != "running" {
                 return Ok(Outcome::Ignored("run no longer current"));
             }
-            let Some(row) = view.stage(msg.stage) else { return Ok(Outcome::Ignored("stage not in run")) };
-            if matches!(row.status, StageStatus::Succeeded | StageStatus::Failed | StageStatus::Skipped) {
+            let Some(row) = view.stage(msg.stage) else {
+                return Ok(Outcome::Ignored("stage not in run"));
+            };
+            if matches!(
+                row.status,
+                StageStatus::Succeeded | StageStatus::Failed | StageStatus::Skipped
+            ) {
                 return Ok(Outcome::Ignored("stage already finished"));
             }
-            let attempts = receive_count.map(|c| c as i32).unwrap_or(0).max(row.attempts);
-            let last = row.last_error.clone().unwrap_or_else(|| "no error recorded (the function crashed or timed out)".into());
+            // Attempts are counted by the stage itself: the DLQ copy's receive
+            // count also counts receives from the DLQ, so it is only logged.
+            let attempts = row.attempts;
+            tracing::info!(
+                attempts,
+                receive_count,
+                "dead-lettered after its receives ran out"
+            );
+            let last = row
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "no error recorded (the function crashed or timed out)".into());
             let error = format!("gave up after {attempts} attempts: {last}");
             store::record_failure(&mut db, msg, &error, "dead-letter").await?;
             Ok(Outcome::Failed(error))
@@ -157,14 +189,26 @@ impl Pipeline {
     }
 
     /// Fails the current run of a project named by a malformed message.
-    pub async fn fail_current_run(&self, project_id: Uuid, stage: Stage, error: &str) -> Result<Outcome, StageError> {
+    pub async fn fail_current_run(
+        &self,
+        project_id: Uuid,
+        stage: Stage,
+        error: &str,
+    ) -> Result<Outcome, StageError> {
         self.with_project_lock(project_id, || async {
             let mut db = self.db.get().await?;
             let Some(project) = store::load_project(&db, project_id).await? else {
                 return Ok(Outcome::Ignored("project not found"));
             };
-            let Some(run_id) = project.current_run_id else { return Ok(Outcome::Ignored("project has no run")) };
-            let msg = StageMessage { project_id, run_id, stage, correlation_id: Uuid::nil() };
+            let Some(run_id) = project.current_run_id else {
+                return Ok(Outcome::Ignored("project has no run"));
+            };
+            let msg = StageMessage {
+                project_id,
+                run_id,
+                stage,
+                correlation_id: Uuid::nil(),
+            };
             store::record_failure(&mut db, &msg, error, stage.as_str()).await?;
             Ok(Outcome::Failed(error.to_owned()))
         })
@@ -173,7 +217,11 @@ impl Pipeline {
 
     /// Serialises all stage work on one project across workers: a transaction
     /// holds `pg_advisory_xact_lock` while `work` runs on other connections.
-    async fn with_project_lock<F, Fut>(&self, project_id: Uuid, work: F) -> Result<Outcome, StageError>
+    async fn with_project_lock<F, Fut>(
+        &self,
+        project_id: Uuid,
+        work: F,
+    ) -> Result<Outcome, StageError>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Outcome, StageError>>,
@@ -181,9 +229,13 @@ impl Pipeline {
         let mut conn = self.db.get().await?;
         let lock = conn.transaction().await?;
         let timeout = format!("{}ms", self.settings.stage_lock_timeout.as_millis());
-        lock.execute("SELECT set_config('lock_timeout', $1, true)", &[&timeout]).await?;
-        lock.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key("project", &project_id.to_string())])
+        lock.execute("SELECT set_config('lock_timeout', $1, true)", &[&timeout])
             .await?;
+        lock.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&lock_key("project", &project_id.to_string())],
+        )
+        .await?;
         let result = work().await;
         lock.commit().await?;
         result
@@ -209,7 +261,12 @@ impl Pipeline {
         }
         let attempt = store::record_attempt(&db, msg).await?;
         drop(db); // the logic takes its own connections; keep the pool free
-        let ctx = StageContext { pipeline: self, message: *msg, project: view.project, attempt };
+        let ctx = StageContext {
+            pipeline: self,
+            message: *msg,
+            project: view.project,
+            attempt,
+        };
         let result = match msg.stage {
             Stage::Validate => validate::run(&ctx).await,
             Stage::CreateDatabase => create_database::run(&ctx).await,
@@ -264,10 +321,28 @@ mod tests {
         };
         let stages = statuses
             .iter()
-            .map(|(stage, status, attempts)| StageRow { stage: *stage, status: *status, attempts: *attempts, last_error: None })
+            .map(|(stage, status, attempts)| StageRow {
+                stage: *stage,
+                status: *status,
+                attempts: *attempts,
+                last_error: None,
+            })
             .collect();
-        let msg = StageMessage { project_id, run_id, stage: Stage::Validate, correlation_id: Uuid::new_v4() };
-        (RunView { project, run_project_id: project_id, run_status: "running".into(), stages }, msg)
+        let msg = StageMessage {
+            project_id,
+            run_id,
+            stage: Stage::Validate,
+            correlation_id: Uuid::new_v4(),
+        };
+        (
+            RunView {
+                project,
+                run_project_id: project_id,
+                run_status: "running".into(),
+                stages,
+            },
+            msg,
+        )
     }
 
     use StageStatus::*;
@@ -285,7 +360,10 @@ mod tests {
     #[test]
     fn a_stage_whose_predecessor_is_unfinished_is_ignored() {
         let (v, m) = view(&fresh_run());
-        assert_eq!(decide(&v, &m.for_stage(Stage::CreateSchema)), Decision::Ignore("previous stage has not finished"));
+        assert_eq!(
+            decide(&v, &m.for_stage(Stage::CreateSchema)),
+            Decision::Ignore("previous stage has not finished")
+        );
     }
 
     #[test]

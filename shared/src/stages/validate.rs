@@ -11,25 +11,48 @@ pub async fn run(ctx: &StageContext<'_>) -> Result<(), StageError> {
     match project.status.as_str() {
         "requested" | "provisioning" => {}
         "ready" => return Err(StageError::permanent("project is already provisioned")),
-        other => return Err(StageError::permanent(format!("project is {other} and cannot be provisioned"))),
+        other => {
+            return Err(StageError::permanent(format!(
+                "project is {other} and cannot be provisioned"
+            )))
+        }
     }
-    for (field, id) in [("owner_id", project.owner_id), ("organization_id", project.organization_id)] {
+    for (field, id) in [
+        ("owner_id", project.owner_id),
+        ("organization_id", project.organization_id),
+    ] {
         if id.is_some_and(|id| id.is_nil()) {
-            return Err(StageError::permanent(format!("{field}: must be a non-nil UUID")));
+            return Err(StageError::permanent(format!(
+                "{field}: must be a non-nil UUID"
+            )));
         }
     }
     if !keys::is_valid_prefix(&project.api_key_prefix) {
-        return Err(StageError::permanent(format!("api_keys.prefix: {}", keys::PREFIX_RULE)));
+        return Err(StageError::permanent(format!(
+            "api_keys.prefix: {}",
+            keys::PREFIX_RULE
+        )));
     }
 
     let db = ctx.pipeline.db.get().await?;
     let region = db
-        .query_opt("SELECT available FROM control_plane.regions WHERE code = $1", &[&project.region])
+        .query_opt(
+            "SELECT available FROM control_plane.regions WHERE code = $1",
+            &[&project.region],
+        )
         .await?;
     match region {
-        None => return Err(StageError::permanent(format!("region: unknown region '{}'", project.region))),
+        None => {
+            return Err(StageError::permanent(format!(
+                "region: unknown region '{}'",
+                project.region
+            )))
+        }
         Some(row) if !row.get::<_, bool>(0) => {
-            return Err(StageError::permanent(format!("region: '{}' is not available", project.region)))
+            return Err(StageError::permanent(format!(
+                "region: '{}' is not available",
+                project.region
+            )))
         }
         Some(_) => {}
     }
@@ -47,7 +70,10 @@ pub async fn run(ctx: &StageContext<'_>) -> Result<(), StageError> {
         .await?;
     let (other_databases, active_keys): (i64, i64) = (counts.get(0), counts.get(1));
     if other_databases + 1 > quota::DATABASES {
-        return Err(StageError::permanent(format!("quota exceeded: databases (limit {})", quota::DATABASES)));
+        return Err(StageError::permanent(format!(
+            "quota exceeded: databases (limit {})",
+            quota::DATABASES
+        )));
     }
     let requested_keys = i64::from(project.api_key_count);
     if requested_keys < 1 || active_keys + requested_keys > quota::API_KEYS {
@@ -57,7 +83,10 @@ pub async fn run(ctx: &StageContext<'_>) -> Result<(), StageError> {
         )));
     }
     if project.services.enabled().len() as i64 > quota::SERVICES {
-        return Err(StageError::permanent(format!("quota exceeded: services (limit {})", quota::SERVICES)));
+        return Err(StageError::permanent(format!(
+            "quota exceeded: services (limit {})",
+            quota::SERVICES
+        )));
     }
 
     db.execute(

@@ -1,0 +1,277 @@
+//! Retryable errors are retried by SQS and recorded; permanent ones fail the
+//! project at once; a stage that never succeeds ends in the DLQ and the
+//! dead-letter function fails the project with stage, attempts and error.
+
+use pipeline_tests::*;
+use provisioning::domain::{Service, Stage, StageMessage};
+use std::collections::HashMap;
+use std::time::Duration;
+use uuid::Uuid;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+async fn env_with_service(service: Service, server: &MockServer) -> TestEnv {
+    let urls = HashMap::from([(service, format!("{}/{service}", server.uri()))]);
+    TestEnv::with(EnvOptions {
+        registration_urls: urls,
+        ..Default::default()
+    })
+    .await
+}
+
+fn stage<'a>(
+    report: &'a provisioning::report::ProjectReport,
+    name: &str,
+) -> &'a provisioning::report::StageReport {
+    report.timeline.iter().find(|s| s.stage == name).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_answering_503_twice_succeeds_on_the_third_receive() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/auth"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/auth"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let env = env_with_service(Service::Auth, &server).await;
+    let created = env.create(&project("flaky")).await;
+
+    let report = env.settle(created.project_id).await;
+
+    assert_ready(&report);
+    let register = stage(&report, "register-services");
+    assert_eq!(register.attempts, 3);
+    assert!(
+        register.last_error.as_deref().unwrap().contains("HTTP 503"),
+        "{register:?}"
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 3);
+    assert_eq!(env.queue_depth("register-services-dlq").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_that_always_fails_reaches_the_dlq_after_three_receives_and_fails_the_project() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/storage"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    let env = env_with_service(Service::Storage, &server).await;
+    let created = env.create(&project("doomed")).await;
+
+    let report = env
+        .settle_with(&env.runner, created.project_id, Duration::from_secs(60))
+        .await;
+
+    assert_eq!(report.status, "failed", "{report:#?}");
+    assert_eq!(report.failed_stage.as_deref(), Some("register-services"));
+    let error = report.last_error.clone().unwrap();
+    assert!(
+        error.contains("gave up after 3 attempts") && error.contains("HTTP 503"),
+        "{error}"
+    );
+    let register = stage(&report, "register-services");
+    assert_eq!((register.status.as_str(), register.attempts), ("failed", 3));
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        3,
+        "exactly three receives called the service"
+    );
+    assert_eq!(stage(&report, "generate-api-keys").status, "pending");
+    assert_eq!(
+        env.total_messages().await,
+        0,
+        "the dead-letter function acknowledged the DLQ message"
+    );
+    let audit = env.count("SELECT count(*) FROM control_plane.audit_log WHERE project_id = $1 AND action = 'provisioning.failed'", created.project_id).await;
+    assert_eq!(audit, 1);
+}
+
+/// Runs until failed and checks that it failed on the first attempt with no retry.
+async fn assert_failed_at_once(
+    env: &TestEnv,
+    project_id: Uuid,
+    failed_stage: &str,
+    error_part: &str,
+) {
+    let report = env.settle(project_id).await;
+    assert_eq!(report.status, "failed", "{report:#?}");
+    assert_eq!(report.failed_stage.as_deref(), Some(failed_stage));
+    let error = report.last_error.clone().unwrap();
+    assert!(error.contains(error_part), "{error}");
+    let failed = stage(&report, failed_stage);
+    assert!(
+        failed.attempts <= 1,
+        "retried a permanent error: {failed:?}"
+    );
+    assert_eq!(
+        env.queue_depth(failed_stage).await,
+        0,
+        "the message was acknowledged, not left to retry"
+    );
+    assert_eq!(
+        env.queue_depth(&format!("{failed_stage}-dlq")).await,
+        0,
+        "nothing was dead-lettered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unavailable_region_fails_the_project_at_validation() {
+    let env = TestEnv::new().await;
+    let created = env.create(&project("closed-region")).await;
+    env.db()
+        .await
+        .execute(
+            "UPDATE control_plane.regions SET available = false WHERE code = 'us-east-1'",
+            &[],
+        )
+        .await
+        .unwrap();
+
+    assert_failed_at_once(
+        &env,
+        created.project_id,
+        "validate",
+        "region: 'us-east-1' is not available",
+    )
+    .await;
+    assert!(env.secret_names().await.is_empty(), "nothing was created");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_region_fails_the_project_at_validation() {
+    let env = TestEnv::new().await;
+    let created = env.create(&project("moved")).await;
+    env.db()
+        .await
+        .execute(
+            "UPDATE control_plane.projects SET region = 'mars-north-1' WHERE id = $1",
+            &[&created.project_id],
+        )
+        .await
+        .unwrap();
+
+    assert_failed_at_once(
+        &env,
+        created.project_id,
+        "validate",
+        "region: unknown region 'mars-north-1'",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exceeding_the_api_key_quota_fails_the_project_at_validation() {
+    let env = TestEnv::new().await;
+    let created = env.create(&project("greedy")).await;
+    let db = env.db().await;
+    for i in 0..9 {
+        db.execute(
+            "INSERT INTO control_plane.api_keys (id, project_id, key_prefix, key_hash, scopes, secret_name)
+             VALUES ($1, $2, 'old', 'x', '{read}', 'elsewhere')",
+            &[&format!("old{i}"), &created.project_id],
+        )
+        .await
+        .unwrap();
+    }
+
+    assert_failed_at_once(
+        &env,
+        created.project_id,
+        "validate",
+        "quota exceeded: api_keys (9 active + 2 requested, limit 10)",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_4xx_from_a_service_fails_the_project_without_retry() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/realtime"))
+        .respond_with(ResponseTemplate::new(400))
+        .mount(&server)
+        .await;
+    let env = env_with_service(Service::Realtime, &server).await;
+    let created = env.create(&project("rejected")).await;
+
+    assert_failed_at_once(
+        &env,
+        created.project_id,
+        "register-services",
+        "registering with realtime: HTTP 400",
+    )
+    .await;
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_message_naming_a_project_fails_it_at_once() {
+    let env = TestEnv::new().await;
+    let created = env.create(&project("garbled")).await;
+    let body = serde_json::json!({ "project_id": created.project_id, "run_id": "not-a-uuid", "stage": "create-database" });
+    env.send_raw("create-database", &body.to_string()).await;
+    let report = env
+        .runner
+        .poll_once("create-database", local_dev::Delivery::Normal)
+        .await
+        .unwrap();
+    assert_eq!((report.received, report.failed, report.deleted), (1, 0, 1));
+
+    assert_failed_at_once(
+        &env,
+        created.project_id,
+        "create-database",
+        "malformed stage message",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_message_naming_nothing_is_acknowledged_without_effect() {
+    let env = TestEnv::new().await;
+    env.send_raw("validate", "definitely not json").await;
+    let wrong_stage = StageMessage {
+        project_id: Uuid::new_v4(),
+        run_id: Uuid::new_v4(),
+        stage: Stage::Finalize,
+        correlation_id: Uuid::new_v4(),
+    };
+    env.send_raw("validate", &wrong_stage.to_body()).await;
+
+    let mut handled = 0;
+    while handled < 2 {
+        let report = env
+            .runner
+            .poll_once("validate", local_dev::Delivery::Normal)
+            .await
+            .unwrap();
+        assert_eq!(report.failed, 0);
+        handled += report.received;
+    }
+    assert_eq!(
+        env.total_messages().await,
+        0,
+        "acknowledged, not retried or dead-lettered"
+    );
+    assert_eq!(
+        env.db()
+            .await
+            .query_one("SELECT count(*) FROM control_plane.projects", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        0
+    );
+}

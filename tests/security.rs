@@ -1,0 +1,253 @@
+//! Tenants are isolated, keys verify only when exact, and no key or password
+//! reaches Postgres or the logs.
+
+use pipeline_tests::*;
+use provisioning::domain::TenantNames;
+use provisioning::keys;
+use secrecy::ExposeSecret;
+use tokio_postgres::error::SqlState;
+
+fn url(c: &provisioning::stages::DatabaseCredentials, dbname: &str) -> String {
+    format!(
+        "postgres://{}:{}@{}:{}/{dbname}",
+        c.username,
+        c.password.expose_secret(),
+        c.host,
+        c.port
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_cannot_reach_another_tenant_or_create_databases_or_roles() {
+    let env = TestEnv::new().await;
+    let a = env.create(&project("tenant-a")).await;
+    let b = env.create(&project("tenant-b")).await;
+    let running = env.runner.spawn(2);
+    assert_ready(
+        &env.wait_for_status(
+            a.project_id,
+            &["ready", "failed"],
+            std::time::Duration::from_secs(60),
+        )
+        .await,
+    );
+    assert_ready(
+        &env.wait_for_status(
+            b.project_id,
+            &["ready", "failed"],
+            std::time::Duration::from_secs(60),
+        )
+        .await,
+    );
+    running.stop().await;
+    let creds_a = tenant_credentials(&env, a.project_id).await;
+    let b_names = TenantNames::for_project(b.project_id);
+
+    // A's credentials open A's database...
+    let own = connect(&url(&creds_a, &creds_a.dbname)).await;
+    own.batch_execute("INSERT INTO app.settings (key, value) VALUES ('theme', '\"dark\"')")
+        .await
+        .unwrap();
+    // ...but not B's, nor the control plane.
+    for other in [b_names.database.as_str(), env.database_name.as_str()] {
+        let err = tokio_postgres::connect(&url(&creds_a, other), tokio_postgres::NoTls)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("tenant A connected to {other}"));
+        assert_eq!(
+            err.code(),
+            Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+            "{other}: {err}"
+        );
+    }
+    // A wrong password is refused.
+    let wrong = format!(
+        "postgres://{}:wrong@{}:{}/{}",
+        creds_a.username, creds_a.host, creds_a.port, creds_a.dbname
+    );
+    assert!(tokio_postgres::connect(&wrong, tokio_postgres::NoTls)
+        .await
+        .is_err());
+    // No cluster-level powers.
+    for sql in [
+        "CREATE DATABASE sneaky",
+        "CREATE ROLE sneaky",
+        &format!("ALTER ROLE {} CREATEDB", creds_a.username),
+    ] {
+        let err = own.batch_execute(sql).await.expect_err(sql);
+        assert_eq!(
+            err.code(),
+            Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+            "{sql}: {err}"
+        );
+    }
+    let admin = env.admin().await;
+    let role = admin
+        .query_one("SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, rolconnlimit FROM pg_roles WHERE rolname = $1", &[&creds_a.username])
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            role.get::<_, bool>(0),
+            role.get::<_, bool>(1),
+            role.get::<_, bool>(2),
+            role.get::<_, bool>(3),
+            role.get::<_, bool>(4),
+            role.get::<_, i32>(5)
+        ),
+        (false, false, false, false, false, 20)
+    );
+    let public = admin
+        .query_one(
+            "SELECT has_database_privilege('public', $1, 'CONNECT'), has_database_privilege('public', $1, 'TEMPORARY')",
+            &[&creds_a.dbname],
+        )
+        .await
+        .unwrap();
+    let public: (bool, bool) = (public.get(0), public.get(1));
+    assert_eq!(public, (false, false), "PUBLIC keeps CONNECT or TEMP");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_keys_verify_a_typo_is_caught_and_no_secret_leaks_to_postgres_or_logs() {
+    let env = TestEnv::new().await;
+    let created = env.create(&project("keys")).await;
+    assert_ready(&env.settle(created.project_id).await);
+    let plaintexts = plaintext_keys(&env, created.project_id).await;
+    assert_eq!(plaintexts.len(), 2);
+    let db = env.db().await;
+
+    for plain in &plaintexts {
+        let parsed = keys::parse(plain).unwrap();
+        let hash: String = db
+            .query_one(
+                "SELECT key_hash FROM control_plane.api_keys WHERE id = $1",
+                &[&parsed.id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(hash.starts_with("$scrypt$ln=14,r=8,p=1$"), "{hash}");
+        assert!(keys::verify(plain, &hash));
+        // One character changed in the secret part: rejected by the checksum, before any hash.
+        let mut typo = plain.clone().into_bytes();
+        let at = plain.len() - 20;
+        typo[at] = if typo[at] == b'0' { b'1' } else { b'0' };
+        let typo = String::from_utf8(typo).unwrap();
+        assert_eq!(
+            keys::parse(&typo).err(),
+            Some(keys::KeyFormatError::Checksum)
+        );
+        assert!(!keys::verify(&typo, &hash));
+    }
+
+    // Nothing secret anywhere in the control plane.
+    let credentials = tenant_credentials(&env, created.project_id).await;
+    let password = credentials.password.expose_secret().to_owned();
+    let mut secrets: Vec<String> = plaintexts.clone();
+    secrets.extend(
+        plaintexts
+            .iter()
+            .map(|p| keys::parse(p).unwrap().secret.to_owned()),
+    );
+    secrets.push(password.clone());
+    let tables: Vec<String> = db
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'control_plane'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(tables.len() >= 9, "{tables:?}");
+    let mut dump = String::new();
+    for table in &tables {
+        for row in db
+            .query(
+                &format!("SELECT row_to_json(t)::text FROM control_plane.{table} t"),
+                &[],
+            )
+            .await
+            .unwrap()
+        {
+            dump.push_str(&row.get::<_, String>(0));
+        }
+    }
+    assert!(
+        dump.contains(&keys::parse(&plaintexts[0]).unwrap().id.to_owned()),
+        "the dump covers the key rows"
+    );
+    let logs = captured_logs();
+    assert!(
+        logs.contains(&created.project_id.to_string()),
+        "the logs of the run were captured"
+    );
+    for secret in &secrets {
+        assert!(
+            !dump.contains(secret.as_str()),
+            "a secret is stored in the control plane"
+        );
+        assert!(!logs.contains(secret.as_str()), "a secret reached the logs");
+    }
+    // The role's password is stored by the server as a SCRAM verifier, never as text.
+    let admin = env.admin().await;
+    let stored: String = admin
+        .query_one(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+            &[&credentials.username],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(stored.starts_with("SCRAM-SHA-256$") && !stored.contains(&password));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_stage_log_line_names_project_run_stage_and_correlation() {
+    let env = TestEnv::new().await;
+    let created = env.create(&project("logged")).await;
+    assert_ready(&env.settle(created.project_id).await);
+
+    let logs = captured_logs();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["span"]["project_id"] == created.project_id.to_string())
+        .collect();
+    assert!(
+        lines.len() >= 6,
+        "one line per stage at least, got {}",
+        lines.len()
+    );
+    for line in &lines {
+        let span = &line["span"];
+        assert_eq!(span["run_id"], created.run_id.to_string(), "{line}");
+        assert_eq!(
+            span["correlation_id"],
+            created.correlation_id.to_string(),
+            "{line}"
+        );
+        assert!(
+            span["stage"].is_string() && line["level"].is_string() && line["timestamp"].is_string(),
+            "{line}"
+        );
+    }
+    let completed: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["message"] == "stage completed")
+        .filter_map(|l| l["span"]["stage"].as_str())
+        .collect();
+    assert_eq!(
+        completed,
+        [
+            "validate",
+            "create-database",
+            "create-schema",
+            "register-services",
+            "generate-api-keys",
+            "finalize"
+        ]
+    );
+}
