@@ -130,14 +130,11 @@ async fn assert_failed_at_once(
 async fn an_unavailable_region_fails_the_project_at_validation() {
     let env = TestEnv::new().await;
     let created = env.create(&project("closed-region")).await;
-    env.db()
-        .await
-        .execute(
-            "UPDATE control_plane.regions SET available = false WHERE code = 'us-east-1'",
-            &[],
-        )
-        .await
-        .unwrap();
+    env.exec(
+        "UPDATE control_plane.regions SET available = false WHERE code = 'us-east-1'",
+        &[],
+    )
+    .await;
 
     assert_failed_at_once(
         &env,
@@ -153,14 +150,11 @@ async fn an_unavailable_region_fails_the_project_at_validation() {
 async fn an_unknown_region_fails_the_project_at_validation() {
     let env = TestEnv::new().await;
     let created = env.create(&project("moved")).await;
-    env.db()
-        .await
-        .execute(
-            "UPDATE control_plane.projects SET region = 'mars-north-1' WHERE id = $1",
-            &[&created.project_id],
-        )
-        .await
-        .unwrap();
+    env.exec(
+        "UPDATE control_plane.projects SET region = 'mars-north-1' WHERE id = $1",
+        &[&created.project_id],
+    )
+    .await;
 
     assert_failed_at_once(
         &env,

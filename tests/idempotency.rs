@@ -8,7 +8,7 @@ use provisioning::domain::{Stage, StageMessage, TenantNames};
 use provisioning::ports::MessageQueue;
 use provisioning::StageError;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use uuid::Uuid;
 
 /// Sends every stage message twice through the real SQS adapter.
@@ -150,21 +150,15 @@ async fn every_message_delivered_twice_and_out_of_order_gives_one_of_everything(
 
 /// Polls one queue in crash mode until it has handled a message.
 async fn crash_after_handling(runner: &Runner, queue: &str) {
-    let started = Instant::now();
-    loop {
+    let report = eventually(queue, || async {
         let report = runner
             .poll_once(queue, Delivery::CrashBeforeDelete)
             .await
             .unwrap();
-        if report.received > 0 {
-            assert_eq!(report.failed, 0, "{queue} reported a failure");
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "no message reached {queue}"
-        );
-    }
+        (report.received > 0).then_some(report)
+    })
+    .await;
+    assert_eq!(report.failed, 0, "{queue} reported a failure");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,15 +188,12 @@ async fn a_crash_after_creating_the_database_but_before_recording_it_is_finished
     crash_after_handling(&env.runner, "validate").await;
     crash_after_handling(&env.runner, "create-database").await;
     // The side effects exist but the success was never recorded.
-    env.db()
-        .await
-        .execute(
-            "UPDATE control_plane.provisioning_stages SET status = 'running', finished_at = NULL
+    env.exec(
+        "UPDATE control_plane.provisioning_stages SET status = 'running', finished_at = NULL
               WHERE run_id = $1 AND stage = 'create-database'",
-            &[&created.run_id],
-        )
-        .await
-        .unwrap();
+        &[&created.run_id],
+    )
+    .await;
 
     let report = env.settle(created.project_id).await;
     env.drain(&env.runner, Duration::from_secs(30)).await;
@@ -222,26 +213,20 @@ async fn a_crash_after_creating_the_database_but_before_recording_it_is_finished
 
 /// Makes the next message of `queue` visible twice (as SQS may deliver it).
 async fn duplicate_next(env: &TestEnv, queue: &str) {
-    let started = Instant::now();
-    loop {
-        let out = env
-            .sqs
-            .receive_message()
-            .queue_url(env.queue_url(queue))
-            .visibility_timeout(0)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        if let Some(message) = out.messages().first() {
-            env.send_raw(queue, message.body().unwrap()).await;
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "no message reached {queue}"
-        );
-    }
+    let receive = env
+        .sqs
+        .receive_message()
+        .queue_url(env.queue_url(queue))
+        .visibility_timeout(0)
+        .wait_time_seconds(1);
+    let body = eventually(queue, || async {
+        let out = receive.clone().send().await.unwrap();
+        out.messages()
+            .first()
+            .and_then(|m| m.body().map(str::to_owned))
+    })
+    .await;
+    env.send_raw(queue, &body).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

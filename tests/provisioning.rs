@@ -117,25 +117,12 @@ async fn a_project_with_every_service_is_provisioned_and_registered() {
         (20, "UTF8".into(), names.role.clone())
     );
     let credentials = tenant_credentials(&env, created.project_id).await;
-    let tenant = connect(&format!(
-        "postgres://{}:{}@{}:{}/{}",
-        credentials.username,
-        secrecy::ExposeSecret::expose_secret(&credentials.password),
-        credentials.host,
-        credentials.port,
-        credentials.dbname
-    ))
+    let tenant = connect(&login_url(&credentials, &credentials.dbname)).await;
+    let tables = strings(
+        &tenant,
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'app' ORDER BY 1",
+    )
     .await;
-    let tables: Vec<String> = tenant
-        .query(
-            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'app' ORDER BY 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
     assert_eq!(tables, ["audit_logs", "schema_migrations", "settings"]);
     let indexes: i64 = tenant.query_one("SELECT count(*) FROM pg_indexes WHERE schemaname = 'app' AND indexname LIKE 'audit_logs_%_idx'", &[]).await.unwrap().get(0);
     assert_eq!(indexes, 2);

@@ -7,16 +7,6 @@ use provisioning::keys;
 use secrecy::ExposeSecret;
 use tokio_postgres::error::SqlState;
 
-fn url(c: &provisioning::stages::DatabaseCredentials, dbname: &str) -> String {
-    format!(
-        "postgres://{}:{}@{}:{}/{dbname}",
-        c.username,
-        c.password.expose_secret(),
-        c.host,
-        c.port
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_cannot_reach_another_tenant_or_create_databases_or_roles() {
     let env = TestEnv::new().await;
@@ -44,13 +34,13 @@ async fn a_tenant_cannot_reach_another_tenant_or_create_databases_or_roles() {
     let b_names = TenantNames::for_project(b.project_id);
 
     // A's credentials open A's database...
-    let own = connect(&url(&creds_a, &creds_a.dbname)).await;
+    let own = connect(&login_url(&creds_a, &creds_a.dbname)).await;
     own.batch_execute("INSERT INTO app.settings (key, value) VALUES ('theme', '\"dark\"')")
         .await
         .unwrap();
     // ...but not B's, nor the control plane.
     for other in [b_names.database.as_str(), env.database_name.as_str()] {
-        let err = tokio_postgres::connect(&url(&creds_a, other), tokio_postgres::NoTls)
+        let err = tokio_postgres::connect(&login_url(&creds_a, other), tokio_postgres::NoTls)
             .await
             .err()
             .unwrap_or_else(|| panic!("tenant A connected to {other}"));
@@ -151,16 +141,11 @@ async fn stored_keys_verify_a_typo_is_caught_and_no_secret_leaks_to_postgres_or_
             .map(|p| keys::parse(p).unwrap().secret.to_owned()),
     );
     secrets.push(password.clone());
-    let tables: Vec<String> = db
-        .query(
-            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'control_plane'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let tables = strings(
+        &env.admin_on(&env.database_name).await,
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'control_plane'",
+    )
+    .await;
     assert!(tables.len() >= 9, "{tables:?}");
     let mut dump = String::new();
     for table in &tables {

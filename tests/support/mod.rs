@@ -474,3 +474,62 @@ pub async fn plaintext_keys(env: &TestEnv, project_id: Uuid) -> Vec<String> {
         .map(|(k, _)| k.plaintext().expose_secret().to_owned())
         .collect()
 }
+
+/// A Postgres URL for a tenant login on any database (for isolation checks).
+pub fn login_url(c: &provisioning::stages::DatabaseCredentials, dbname: &str) -> String {
+    format!(
+        "postgres://{}:{}@{}:{}/{dbname}",
+        c.username,
+        c.password.expose_secret(),
+        c.host,
+        c.port
+    )
+}
+
+/// The first column of every row, as text.
+pub async fn strings(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    client
+        .query(sql, &[])
+        .await
+        .expect(sql)
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+impl TestEnv {
+    /// Runs one control-plane statement (test set-up).
+    pub async fn exec(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) {
+        self.db().await.execute(sql, params).await.expect(sql);
+    }
+}
+
+/// Waits (bounded) for `attempt` to yield a value.
+pub async fn eventually<T, F, Fut>(what: &str, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = attempt().await {
+            return value;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "timed out waiting for {what}"
+        );
+    }
+}
+
+impl TestEnv {
+    /// An admin connection to one database of the cluster.
+    pub async fn admin_on(&self, database: &str) -> tokio_postgres::Client {
+        let admin_url = stack_var("PG_ADMIN_URL");
+        connect(&format!(
+            "{}/{database}",
+            admin_url.rsplit_once('/').unwrap().0
+        ))
+        .await
+    }
+}
