@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Brings the local stack up, runs every test (unit and integration) against it,
-# and tears the stack down whatever happens.
+# tears the stack down whatever happens, and closes with one summary line.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -9,4 +9,11 @@ trap 'scripts/stack.sh down' EXIT
 scripts/stack.sh up
 # shellcheck disable=SC1091
 source .local/env
-cargo test --workspace --locked "$@"
+mkdir -p .local/logs
+status=0
+cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee .local/logs/test.log || status=$?
+passed=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed' .local/logs/test.log | awk '{s+=$4} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed;' .local/logs/test.log | awk '{s+=$1} END {print s+0}')
+echo
+echo "tests: ${passed} passed, ${failed} failed"
+exit "$status"

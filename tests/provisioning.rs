@@ -186,3 +186,109 @@ async fn services_without_a_registration_url_get_a_row_but_no_call() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_applied_concurrently_and_twice_are_applied_once() {
+    let env = TestEnv::new().await;
+    let admin = env.admin().await;
+    let fresh = format!("mig_{}", env.id);
+    admin
+        .batch_execute(&format!("CREATE DATABASE {fresh}"))
+        .await
+        .unwrap();
+
+    let runs = (0..4).map(|_| {
+        let fresh = fresh.clone();
+        tokio::spawn(async move {
+            let mut client = admin_on(&fresh).await;
+            provisioning::db::migrate(
+                &mut client,
+                "control_plane",
+                provisioning::db::CONTROL_PLANE_MIGRATIONS,
+            )
+            .await
+        })
+    });
+    for run in futures::future::join_all(runs).await {
+        assert_eq!(run.unwrap().unwrap(), 1);
+    }
+    let mut again = admin_on(&fresh).await;
+    assert_eq!(
+        provisioning::db::migrate(
+            &mut again,
+            "control_plane",
+            provisioning::db::CONTROL_PLANE_MIGRATIONS
+        )
+        .await
+        .unwrap(),
+        1
+    );
+    let recorded = strings(
+        &again,
+        "SELECT version::text FROM control_plane.schema_migrations",
+    )
+    .await;
+    assert_eq!(recorded, ["1"]);
+
+    // An applied file that changed is refused rather than silently skipped.
+    again
+        .batch_execute("UPDATE control_plane.schema_migrations SET checksum = 'edited'")
+        .await
+        .unwrap();
+    let err = provisioning::db::migrate(
+        &mut again,
+        "control_plane",
+        provisioning::db::CONTROL_PLANE_MIGRATIONS,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.message.contains("was changed after it was applied"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_request_names_the_field_and_writes_nothing() {
+    let env = TestEnv::new().await;
+    let mut unknown_region = project("nowhere");
+    unknown_region.region = "mars-north-1".into();
+    let mut bad_prefix = project("bad-prefix");
+    bad_prefix.api_keys.prefix = "x'; DROP TABLE control_plane.projects; --".into();
+    let mut too_many = project("too-many");
+    too_many.api_keys.count = 11;
+
+    for (request, field) in [
+        (unknown_region, "region"),
+        (bad_prefix, "api_keys.prefix"),
+        (too_many, "api_keys.count"),
+    ] {
+        let err = provisioning::project::create_project(
+            &env.pipeline.db,
+            &*env.pipeline.queue,
+            &request,
+            None,
+        )
+        .await
+        .expect_err(field);
+        match err {
+            provisioning::project::CreateProjectError::Invalid(v) => assert_eq!(v.field, field),
+            other => panic!("{field}: {other}"),
+        }
+    }
+    let db = env.db().await;
+    for table in [
+        "projects",
+        "provisioning_runs",
+        "provisioning_stages",
+        "audit_log",
+    ] {
+        let rows: i64 = db
+            .query_one(&format!("SELECT count(*) FROM control_plane.{table}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, 0, "{table}");
+    }
+    assert_eq!(env.total_messages().await, 0);
+}

@@ -525,11 +525,16 @@ where
 impl TestEnv {
     /// An admin connection to one database of the cluster.
     pub async fn admin_on(&self, database: &str) -> tokio_postgres::Client {
-        let admin_url = stack_var("PG_ADMIN_URL");
-        connect(&format!(
-            "{}/{database}",
-            admin_url.rsplit_once('/').unwrap().0
-        ))
-        .await
+        admin_on(database).await
     }
+}
+
+/// An admin connection to one database of the cluster.
+pub async fn admin_on(database: &str) -> tokio_postgres::Client {
+    let admin_url = stack_var("PG_ADMIN_URL");
+    connect(&format!(
+        "{}/{database}",
+        admin_url.rsplit_once('/').unwrap().0
+    ))
+    .await
 }
