@@ -1,18 +1,17 @@
-//! The demo: create a sample project and follow it stage by stage to `ready`.
+//! The demo: create a sample project through `POST /projects` and follow it
+//! through `GET /projects/{id}`, printing each stage as it completes.
 
-use crate::runner::Runner;
-use provisioning::report::{load_project_report, ProjectReport};
-use provisioning::Pipeline;
+use provisioning::report::ProjectReport;
 use std::collections::HashSet;
 use std::io::Write;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// Follows a project, printing each stage as it completes, until it is ready or
-/// failed or `timeout` passes. Returns the last report.
+/// Follows a project over the API, printing each stage as it completes, until
+/// it is ready or failed or `timeout` passes. Returns the last report.
 pub async fn follow(
-    pipeline: &Pipeline,
+    client: &reqwest::Client,
+    base_url: &str,
     project_id: Uuid,
     timeout: Duration,
     out: &mut impl Write,
@@ -20,17 +19,24 @@ pub async fn follow(
     let started = Instant::now();
     let mut shown: HashSet<(String, String, i32)> = HashSet::new();
     loop {
-        let db = pipeline.db.get().await.map_err(|e| e.to_string())?;
-        let report = load_project_report(&db, project_id)
+        let response = client
+            .get(format!("{base_url}/projects/{project_id}"))
+            .send()
             .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("project {project_id} not found"))?;
-        drop(db);
+            .map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!(
+                "GET /projects/{project_id}: HTTP {}",
+                response.status()
+            ));
+        }
+        let report: ProjectReport = response.json().await.map_err(|e| e.to_string())?;
         for stage in &report.timeline {
             let key = (stage.stage.clone(), stage.status.clone(), stage.attempts);
             if shown.contains(&key) {
                 continue;
             }
+            let error = stage.last_error.as_deref().unwrap_or("");
             let line = match stage.status.as_str() {
                 "succeeded" => format!(
                     "  ✔ {:<18} attempt {}  {:>6} ms",
@@ -39,16 +45,12 @@ pub async fn follow(
                     stage.duration_ms.unwrap_or_default()
                 ),
                 "failed" => format!(
-                    "  ✘ {:<18} attempt {}  {}",
-                    stage.stage,
-                    stage.attempts,
-                    stage.last_error.as_deref().unwrap_or("")
+                    "  ✘ {:<18} attempt {}  {error}",
+                    stage.stage, stage.attempts
                 ),
                 "retrying" => format!(
-                    "  ↻ {:<18} attempt {} failed, will retry: {}",
-                    stage.stage,
-                    stage.attempts,
-                    stage.last_error.as_deref().unwrap_or("")
+                    "  ↻ {:<18} attempt {} failed, will retry: {error}",
+                    stage.stage, stage.attempts
                 ),
                 _ => continue,
             };
@@ -118,18 +120,4 @@ pub fn print_summary(report: &ProjectReport, out: &mut impl Write) {
     for secret in &r.secrets {
         let _ = writeln!(out, "secret       {secret}");
     }
-}
-
-/// Runs the pipeline in the background while `follow` watches one project.
-pub async fn run_and_follow(
-    runner: Arc<Runner>,
-    pipeline: &Pipeline,
-    project_id: Uuid,
-    timeout: Duration,
-    out: &mut impl Write,
-) -> Result<ProjectReport, String> {
-    let running = runner.spawn(1);
-    let result = follow(pipeline, project_id, timeout, out).await;
-    running.stop().await;
-    result
 }

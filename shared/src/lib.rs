@@ -2,12 +2,15 @@
 //! Lambda glue shared by every function binary.
 
 pub mod adapters;
+pub mod api;
+pub mod api_keys;
 pub mod batch;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
 pub mod function;
+pub mod idempotency;
 pub mod keys;
 pub mod ports;
 pub mod project;

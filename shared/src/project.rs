@@ -241,3 +241,99 @@ mod tests {
         }
     }
 }
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    #[error("project not found")]
+    NotFound,
+    #[error("project is {0}: only failed projects can be retried")]
+    NotFailed(String),
+    #[error("{0}")]
+    Unavailable(#[from] StageError),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ResumedProject {
+    pub project_id: Uuid,
+    pub run_id: Uuid,
+    pub run_number: i32,
+    pub correlation_id: Uuid,
+    pub status: &'static str,
+    pub resume_from: Stage,
+}
+
+/// Resumes a failed project from the stage that failed, as a new run: stages
+/// before it are skipped, and messages of the old run are ignored from now on.
+pub async fn resume_project(
+    db: &Pool,
+    queue: &dyn MessageQueue,
+    project_id: Uuid,
+    correlation_id: Option<Uuid>,
+) -> Result<ResumedProject, ResumeError> {
+    let mut conn = db.get().await.map_err(StageError::from)?;
+    let tx = conn.transaction().await.map_err(StageError::from)?;
+    let Some(row) = tx
+        .query_opt(
+            "SELECT status, failed_stage FROM control_plane.projects WHERE id = $1 FOR UPDATE",
+            &[&project_id],
+        )
+        .await
+        .map_err(StageError::from)?
+    else {
+        return Err(ResumeError::NotFound);
+    };
+    let status: String = row.get(0);
+    if status != "failed" {
+        return Err(ResumeError::NotFailed(status));
+    }
+    let failed_stage: Option<String> = row.get(1);
+    let start = failed_stage
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(Stage::Validate);
+    let run_number: i32 = tx
+        .query_one(
+            "SELECT coalesce(max(run_number), 0) + 1 FROM control_plane.provisioning_runs WHERE project_id = $1",
+            &[&project_id],
+        )
+        .await
+        .map_err(StageError::from)?
+        .get(0);
+    let run_id = Uuid::new_v4();
+    let correlation_id = correlation_id.unwrap_or_else(Uuid::new_v4);
+    insert_run(&tx, project_id, run_id, run_number, start, correlation_id).await?;
+    tx.execute(
+        "UPDATE control_plane.projects
+            SET status = 'provisioning', current_run_id = $2, current_stage = $3, failed_stage = NULL,
+                last_error = NULL, updated_at = now()
+          WHERE id = $1",
+        &[&project_id, &run_id, &start.as_str()],
+    )
+    .await
+    .map_err(StageError::from)?;
+    crate::store::audit(
+        &tx,
+        project_id,
+        Some(run_id),
+        "provisioning.retried",
+        "api",
+        serde_json::json!({ "resume_from": start, "run_number": run_number }),
+    )
+    .await?;
+    tx.commit().await.map_err(StageError::from)?;
+    queue
+        .send(&StageMessage {
+            project_id,
+            run_id,
+            stage: start,
+            correlation_id,
+        })
+        .await?;
+    Ok(ResumedProject {
+        project_id,
+        run_id,
+        run_number,
+        correlation_id,
+        status: "provisioning",
+        resume_from: start,
+    })
+}

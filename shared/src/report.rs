@@ -4,10 +4,10 @@
 use crate::error::StageError;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProjectReport {
     pub id: Uuid,
     pub name: String,
@@ -24,7 +24,7 @@ pub struct ProjectReport {
     pub resources: Resources,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
     pub id: Uuid,
     pub number: i32,
@@ -33,7 +33,7 @@ pub struct RunReport {
     pub correlation_id: Uuid,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StageReport {
     pub stage: String,
     pub status: String,
@@ -44,7 +44,7 @@ pub struct StageReport {
     pub duration_ms: Option<i64>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Resources {
     pub database: Option<String>,
     pub schema: Option<String>,
@@ -54,7 +54,7 @@ pub struct Resources {
     pub secrets: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServiceReport {
     pub service: String,
     pub status: String,
@@ -62,7 +62,7 @@ pub struct ServiceReport {
     pub registered_remotely: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeyReport {
     pub id: String,
     pub prefix: String,
@@ -181,4 +181,187 @@ pub async fn load_project_report(
         timeline,
         resources,
     }))
+}
+
+/// One provisioning run, as listed by `GET /provisioning/jobs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub run_id: Uuid,
+    pub project_id: Uuid,
+    pub project_name: String,
+    pub run_number: i32,
+    pub status: String,
+    pub start_stage: String,
+    pub current_stage: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobPage {
+    pub jobs: Vec<JobSummary>,
+    pub next_cursor: Option<String>,
+}
+
+/// A position in the newest-first job list: (created_at in µs, run id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobCursor {
+    pub created_at_micros: i64,
+    pub run_id: Uuid,
+}
+
+impl JobCursor {
+    pub fn encode(&self) -> String {
+        hex::encode(format!("{}:{}", self.created_at_micros, self.run_id))
+    }
+
+    pub fn decode(s: &str) -> Option<JobCursor> {
+        let text = String::from_utf8(hex::decode(s).ok()?).ok()?;
+        let (micros, id) = text.split_once(':')?;
+        Some(JobCursor {
+            created_at_micros: micros.parse().ok()?,
+            run_id: id.parse().ok()?,
+        })
+    }
+}
+
+/// Runs newest first, keyset-paged so pages stay stable while runs are added.
+pub async fn list_jobs(
+    db: &impl GenericClient,
+    status: Option<&str>,
+    limit: i64,
+    after: Option<JobCursor>,
+) -> Result<JobPage, StageError> {
+    let after_micros = after.map(|c| c.created_at_micros);
+    let after_id = after.map(|c| c.run_id);
+    let rows = db
+        .query(
+            "SELECT r.id, r.project_id, p.name, r.run_number, r.status, r.start_stage,
+                    (SELECT s.stage FROM control_plane.provisioning_stages s
+                      WHERE s.run_id = r.id AND s.status NOT IN ('pending', 'skipped')
+                      ORDER BY s.position DESC LIMIT 1),
+                    r.created_at, r.finished_at,
+                    (extract(epoch FROM r.created_at) * 1000000)::bigint AS micros
+               FROM control_plane.provisioning_runs r
+               JOIN control_plane.projects p ON p.id = r.project_id
+              WHERE ($1::text IS NULL OR r.status = $1)
+                AND ($2::bigint IS NULL
+                     OR (extract(epoch FROM r.created_at) * 1000000)::bigint < $2
+                     OR ((extract(epoch FROM r.created_at) * 1000000)::bigint = $2 AND r.id < $3))
+              ORDER BY micros DESC, r.id DESC
+              LIMIT $4",
+            &[&status, &after_micros, &after_id, &(limit + 1)],
+        )
+        .await?;
+    let more = rows.len() as i64 > limit;
+    let rows = &rows[..rows.len().min(limit as usize)];
+    let next_cursor = if more {
+        rows.last().map(|r| {
+            JobCursor {
+                created_at_micros: r.get(9),
+                run_id: r.get(0),
+            }
+            .encode()
+        })
+    } else {
+        None
+    };
+    let jobs = rows
+        .iter()
+        .map(|r| JobSummary {
+            run_id: r.get(0),
+            project_id: r.get(1),
+            project_name: r.get(2),
+            run_number: r.get(3),
+            status: r.get(4),
+            start_stage: r.get(5),
+            current_stage: r.get(6),
+            created_at: r.get(7),
+            finished_at: r.get(8),
+        })
+        .collect();
+    Ok(JobPage { jobs, next_cursor })
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FailedProject {
+    pub project_id: Uuid,
+    pub name: String,
+    pub failed_stage: Option<String>,
+    pub last_error: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminSummary {
+    pub projects_by_status: std::collections::BTreeMap<String, i64>,
+    pub runs_by_status: std::collections::BTreeMap<String, i64>,
+    pub oldest_queued_age_seconds: Option<f64>,
+    pub failed: Vec<FailedProject>,
+}
+
+/// Counts by status, the age of the oldest project still being provisioned,
+/// and the failed projects (newest first, at most 100) with their last error.
+pub async fn admin_summary(db: &impl GenericClient) -> Result<AdminSummary, StageError> {
+    let count = |sql: &'static str| async move {
+        Ok::<_, StageError>(
+            db.query(sql, &[])
+                .await?
+                .iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+                .collect(),
+        )
+    };
+    let projects_by_status =
+        count("SELECT status, count(*) FROM control_plane.projects GROUP BY status").await?;
+    let runs_by_status =
+        count("SELECT status, count(*) FROM control_plane.provisioning_runs GROUP BY status")
+            .await?;
+    let oldest_queued_age_seconds = db
+        .query_one(
+            "SELECT extract(epoch FROM now() - min(created_at))::float8 FROM control_plane.projects
+              WHERE status IN ('requested', 'provisioning')",
+            &[],
+        )
+        .await?
+        .get(0);
+    let failed = db
+        .query(
+            "SELECT id, name, failed_stage, last_error, updated_at FROM control_plane.projects
+              WHERE status = 'failed' ORDER BY updated_at DESC LIMIT 100",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| FailedProject {
+            project_id: r.get(0),
+            name: r.get(1),
+            failed_stage: r.get(2),
+            last_error: r.get(3),
+            updated_at: r.get(4),
+        })
+        .collect();
+    Ok(AdminSummary {
+        projects_by_status,
+        runs_by_status,
+        oldest_queued_age_seconds,
+        failed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_rejected() {
+        let c = JobCursor {
+            created_at_micros: 1_700_000_000_123_456,
+            run_id: Uuid::new_v4(),
+        };
+        assert_eq!(JobCursor::decode(&c.encode()), Some(c));
+        for bad in ["", "zz", "deadbeef", &hex::encode("12:nope")] {
+            assert_eq!(JobCursor::decode(bad), None, "{bad}");
+        }
+    }
 }

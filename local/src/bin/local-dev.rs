@@ -1,16 +1,20 @@
 //! `local-dev setup | run | demo FILE`: local tooling for the pipeline.
 //!
 //! - setup: applies the control-plane migrations and creates the queues;
-//! - run:   setup, then the event-source runner until Ctrl-C;
-//! - demo:  setup, create the project described by FILE, follow it to ready.
+//! - run:   setup, then the event-source runner for every queue and the API on
+//!          http://127.0.0.1:$API_PORT (default 8787) until Ctrl-C;
+//! - demo:  setup, runner and API, then `POST /projects` with FILE and follow
+//!          the project through `GET /projects/{id}` until it is ready.
 
 use local_dev::{create_queues, demo, QueueSettings, Runner};
+use provisioning::api::Api;
 use provisioning::db::{migrate, CONTROL_PLANE_MIGRATIONS};
-use provisioning::project::create_project;
-use provisioning::{NewProject, Pipeline, Settings};
+use provisioning::{Pipeline, Settings};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -66,12 +70,35 @@ async fn setup() -> Result<(Pipeline, Runner), Error> {
     Ok((pipeline, runner))
 }
 
+/// Starts the runner and the local API; returns the API's base URL and a stop switch.
+async fn start(
+    pipeline: Pipeline,
+    runner: Runner,
+    port: u16,
+) -> Result<(String, watch::Sender<bool>, local_dev::RunningRunner), Error> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    let base_url = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(local_dev::http::serve(Api { pipeline }, listener, stopped));
+    let running = Arc::new(runner).spawn(2);
+    Ok((base_url, stop, running))
+}
+
 async fn run() -> Result<(), Error> {
     let log = init_logs()?;
-    let (_, runner) = setup().await?;
-    eprintln!("runner polling every stage queue and DLQ; logs in {log}; Ctrl-C to stop");
-    let running = Arc::new(runner).spawn(2);
+    let (pipeline, runner) = setup().await?;
+    let port = std::env::var("API_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(8787);
+    let (base_url, stop, running) = start(pipeline, runner, port).await?;
+    eprintln!("runner polling every stage queue and DLQ; logs in {log}");
+    eprintln!("API on {base_url}, e.g.:");
+    eprintln!("  curl -s -X POST {base_url}/projects -H 'content-type: application/json' -d @events/create-project.json");
+    eprintln!("  curl -s {base_url}/projects/<id>    curl -s {base_url}/admin/provisioning");
+    eprintln!("Ctrl-C to stop");
     tokio::signal::ctrl_c().await?;
+    let _ = stop.send(true);
     running.stop().await;
     Ok(())
 }
@@ -79,23 +106,37 @@ async fn run() -> Result<(), Error> {
 async fn run_demo(file: &str) -> Result<ExitCode, Error> {
     let started = Instant::now();
     let log = init_logs()?;
-    let request: NewProject = serde_json::from_str(&std::fs::read_to_string(file)?)
-        .map_err(|e| format!("{file}: not a project request: {e}"))?;
+    let body = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
     let (pipeline, runner) = setup().await?;
-    let created = create_project(&pipeline.db, &*pipeline.queue, &request, None).await?;
-    println!(
-        "project {} '{}' requested in {} (run {})",
-        created.project_id, request.name, request.region, created.run_id
-    );
+    let (base_url, stop, running) = start(pipeline, runner, 0).await?;
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("{base_url}/projects"))
+        .header("content-type", "application/json")
+        .header("idempotency-key", format!("demo-{}", uuid::Uuid::new_v4()))
+        .body(body)
+        .send()
+        .await?;
+    let status = response.status();
+    let created: serde_json::Value = response.json().await?;
+    println!("POST {base_url}/projects -> {status}\n  {created}");
+    let project_id: uuid::Uuid = created["project_id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or("no project_id in the response")?;
+    println!("following GET {base_url}/projects/{project_id}");
     let mut stdout = std::io::stdout();
-    let report = demo::run_and_follow(
-        Arc::new(runner),
-        &pipeline,
-        created.project_id,
+    let report = demo::follow(
+        &client,
+        &base_url,
+        project_id,
         Duration::from_secs(120),
         &mut stdout,
     )
-    .await?;
+    .await;
+    let _ = stop.send(true);
+    running.stop().await;
+    let report = report?;
     demo::print_summary(&report, &mut stdout);
     println!(
         "\ndemo finished in {:.1} s; JSON logs in {log}",

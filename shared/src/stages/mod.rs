@@ -217,14 +217,14 @@ impl Pipeline {
 
     /// Serialises all stage work on one project across workers: a transaction
     /// holds `pg_advisory_xact_lock` while `work` runs on other connections.
-    async fn with_project_lock<F, Fut>(
+    pub async fn with_project_lock<T, F, Fut>(
         &self,
         project_id: Uuid,
         work: F,
-    ) -> Result<Outcome, StageError>
+    ) -> Result<T, StageError>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<Outcome, StageError>>,
+        Fut: std::future::Future<Output = Result<T, StageError>>,
     {
         let mut conn = self.db.get().await?;
         let lock = conn.transaction().await?;
