@@ -5,6 +5,8 @@
 //! Start the stack with `make test` (or `scripts/stack.sh up && source .local/env`).
 //! A test that cannot reach it fails saying so: it never skips.
 
+pub mod api;
+
 use aws_sdk_sqs::types::QueueAttributeName;
 use local_dev::{create_queues, QueueSettings, Runner};
 use provisioning::db::{migrate, CONTROL_PLANE_MIGRATIONS};

@@ -2,9 +2,9 @@
 //!
 //! - setup: applies the control-plane migrations and creates the queues;
 //! - run:   setup, then the event-source runner for every queue and the API on
-//!          http://127.0.0.1:$API_PORT (default 8787) until Ctrl-C;
+//!   http://127.0.0.1:$API_PORT (default 8787) until Ctrl-C;
 //! - demo:  setup, runner and API, then `POST /projects` with FILE and follow
-//!          the project through `GET /projects/{id}` until it is ready.
+//!   the project through `GET /projects/{id}` until it is ready.
 
 use local_dev::{create_queues, demo, QueueSettings, Runner};
 use provisioning::api::Api;

@@ -98,6 +98,14 @@ fn json_body<T: DeserializeOwned>(req: &ApiRequest) -> Result<T, Problem> {
         )
         .field("content-type"));
     }
+    // Every body this API takes is an object (serde would also accept an array).
+    let first = req.body.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b == b'[') {
+        return Err(Problem::bad_request(
+            Some("body"),
+            "body: must be a JSON object",
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(&req.body);
     let value = serde_path_to_error::deserialize::<_, T>(&mut de);
     if value.is_ok() {
@@ -109,9 +117,10 @@ fn json_body<T: DeserializeOwned>(req: &ApiRequest) -> Result<T, Problem> {
         if matches!(inner.classify(), serde_json::error::Category::Data) {
             let path = e.path().to_string();
             let message = inner.to_string();
-            // "unknown field `x`": the field at fault is x itself.
+            // The path of an unknown field already ends with it; a missing
+            // field's path is its parent's, so name the field itself.
             let field = match message.split('`').nth(1) {
-                Some(name) if message.starts_with("unknown field") => {
+                Some(name) if message.starts_with("missing field") => {
                     if path == "." {
                         name.to_owned()
                     } else {
@@ -310,9 +319,9 @@ async fn issue_key(api: &Api, id: &str, req: &ApiRequest) -> Handled {
         || unique.len() != scopes.len()
         || !scopes.iter().all(|s| SCOPES.contains(&s.as_str()))
     {
-        return Err(Problem::invalid(
-            "scopes",
-            "must be 1 or 2 distinct values of: read, write",
+        return Err(Problem::bad_request(
+            Some("scopes"),
+            "scopes: must be 1 or 2 distinct values of: read, write",
         ));
     }
     match api_keys::issue_key(&api.pipeline, id, scopes).await {

@@ -1,0 +1,162 @@
+//! Driving the API in tests: through its sample events (the API Gateway v2
+//! payloads in events/) or directly, and checking responses against openapi.yaml.
+
+use super::TestEnv;
+use provisioning::api::lambda::ApiFunction;
+use provisioning::api::{handle, Api, ApiRequest, ApiResponse};
+use serde_json::Value;
+use std::sync::OnceLock;
+
+pub const PROJECT_PLACEHOLDER: &str = "11111111-2222-4333-8444-555555555555";
+pub const KEY_PLACEHOLDER: &str = "0123456789abcdef";
+
+impl TestEnv {
+    pub fn api(&self) -> Api {
+        Api {
+            pipeline: self.pipeline.clone(),
+        }
+    }
+
+    /// Calls the API directly (method, path with query, headers, body).
+    pub async fn call(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> ApiResponse {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let query = query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (k.to_owned(), v.to_owned())
+            })
+            .collect();
+        let request = ApiRequest {
+            method: method.into(),
+            path: path.into(),
+            query,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+                .collect(),
+            body: body.to_vec(),
+        };
+        handle(&self.api(), request).await
+    }
+
+    /// POSTs a JSON body.
+    pub async fn post_json(
+        &self,
+        target: &str,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> ApiResponse {
+        let mut all = vec![("content-type", "application/json")];
+        all.extend_from_slice(headers);
+        self.call("POST", target, &all, body.to_string().as_bytes())
+            .await
+    }
+
+    /// Sends a sample event from events/ through the Lambda adapter, with the
+    /// placeholders replaced. Returns status, headers and parsed body.
+    pub async fn send_event(
+        &self,
+        file: &str,
+        project_id: &str,
+        key_id: &str,
+    ) -> (u16, Vec<(String, String)>, Option<Value>) {
+        let path = format!("{}/../events/{file}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let text = text
+            .replace(PROJECT_PLACEHOLDER, project_id)
+            .replace(KEY_PLACEHOLDER, key_id);
+        let request = lambda_http::request::from_str(&text)
+            .unwrap_or_else(|e| panic!("{file} is not an API Gateway event: {e}"));
+        let function = ApiFunction::new(self.pipeline.clone());
+        let response = function.handle(request).await.expect("handler");
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+            .collect();
+        let body = match response.body() {
+            lambda_http::Body::Text(t) => Some(serde_json::from_str(t).expect("JSON body")),
+            lambda_http::Body::Binary(b) => Some(serde_json::from_slice(b).expect("JSON body")),
+            _ => None,
+        };
+        (status, headers, body)
+    }
+}
+
+fn openapi() -> &'static Value {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi.yaml");
+        let text = std::fs::read_to_string(path).expect("openapi.yaml");
+        serde_yaml::from_str(&text).expect("openapi.yaml parses")
+    })
+}
+
+/// Asserts that a response matches what openapi.yaml declares for the route,
+/// method and status: the status is documented, the content type is, and the
+/// body validates against the schema.
+pub fn assert_documented(
+    route: &str,
+    method: &str,
+    status: u16,
+    content_type: Option<&str>,
+    body: Option<&Value>,
+) {
+    let doc = openapi();
+    let operation = &doc["paths"][route][method.to_ascii_lowercase()];
+    assert!(
+        operation.is_object(),
+        "openapi.yaml has no {method} {route}"
+    );
+    let response = &operation["responses"][status.to_string()];
+    assert!(
+        response.is_object(),
+        "openapi.yaml does not document {status} for {method} {route}"
+    );
+    let Some(body) = body else {
+        assert!(
+            response.get("content").is_none(),
+            "{method} {route} {status}: a body was documented but none sent"
+        );
+        return;
+    };
+    let media = content_type.expect("a body comes with a content type");
+    let media = media.split(';').next().unwrap().trim();
+    let schema = &response["content"][media]["schema"];
+    assert!(
+        schema.is_object(),
+        "{method} {route} {status}: {media} is not documented"
+    );
+    let mut root = schema.clone();
+    root["components"] = doc["components"].clone();
+    let validator = jsonschema::validator_for(&root).expect("schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(body)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{method} {route} {status}: body does not match openapi.yaml:\n{}\n{body:#}",
+        errors.join("\n")
+    );
+}
+
+/// `assert_documented` for an `ApiResponse`.
+pub fn assert_response_documented(route: &str, method: &str, response: &ApiResponse) {
+    assert_documented(
+        route,
+        method,
+        response.status,
+        response.header("content-type"),
+        response.body.as_ref(),
+    );
+}
