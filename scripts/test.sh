@@ -6,7 +6,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 trap 'scripts/stack.sh down' EXIT
-scripts/stack.sh up
+# TLS on, so the sslmode=require test runs against a real certificate.
+PG_SSL=1 scripts/stack.sh up
 # shellcheck disable=SC1091
 source .local/env
 mkdir -p .local/logs

@@ -236,3 +236,52 @@ async fn every_stage_log_line_names_project_run_stage_and_correlation() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_sslmode_require_every_pipeline_connection_is_encrypted() {
+    let env = TestEnv::with(EnvOptions {
+        extra: vec![("DATABASE_SSLMODE", "require".into())],
+        ..Default::default()
+    })
+    .await;
+    let admin = env.admin().await;
+    let ssl: String = admin.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+    assert_eq!(
+        ssl, "on",
+        "the test stack must run with PG_SSL=1 (scripts/test.sh sets it)"
+    );
+    let created = env.create(&project("encrypted")).await;
+    assert_ready(&env.settle(created.project_id).await);
+
+    // Every connection this pipeline holds open to its control plane is TLS.
+    let rows = admin
+        .query(
+            "SELECT a.datname::text, s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s ON s.pid = a.pid
+              WHERE a.application_name = 'provisioning' AND a.datname = $1",
+            &[&env.database_name],
+        )
+        .await
+        .unwrap();
+    assert!(
+        !rows.is_empty(),
+        "the pipeline's pooled connections are visible"
+    );
+    for row in &rows {
+        let (database, ssl): (String, bool) = (row.get(0), row.get(1));
+        assert!(ssl, "a plain-text connection to {database}");
+    }
+    // verify-full without the server's CA refuses the self-signed certificate.
+    let strict = TestEnv::with(EnvOptions {
+        extra: vec![("DATABASE_SSLMODE", "verify-full".into())],
+        ..Default::default()
+    })
+    .await;
+    let err = match strict.pipeline.db.get().await {
+        Ok(_) => panic!("verify-full accepted an untrusted certificate"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.to_lowercase().contains("certificate") || err.contains("error"),
+        "{err}"
+    );
+}

@@ -2,17 +2,30 @@
 //! variable's name when one is missing or malformed.
 
 use crate::domain::Service;
-use secrecy::{ExposeSecret, SecretString};
+use crate::tls::TlsMode;
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// Where the control-plane database's credentials come from.
+#[derive(Debug, Clone)]
+pub enum DatabaseSource {
+    /// `DATABASE_URL` (its password is redacted from Debug by tokio-postgres).
+    Config(Box<tokio_postgres::Config>),
+    /// `DATABASE_SECRET_ARN`: an RDS-style JSON secret, read once per cold start.
+    Secret(String),
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Control-plane Postgres URL (may hold a password: kept secret).
-    pub database_url: SecretString,
-    /// Host and port tenants connect to (their database lives on the same cluster).
-    pub tenant_db_host: String,
-    pub tenant_db_port: u16,
+    pub database: DatabaseSource,
+    /// `DATABASE_SSLMODE` (disable, prefer, require, verify-full; default prefer).
+    pub tls_mode: TlsMode,
+    /// `DATABASE_SSLROOTCERT`: PEM bundle for verify-full.
+    pub tls_root_cert: Option<String>,
+    /// Host and port tenants connect to (their database lives on the same
+    /// cluster); default: the control-plane database's.
+    pub tenant_db_host: Option<String>,
+    pub tenant_db_port: Option<u16>,
     /// Stage queue URLs are this prefix followed by the stage's queue name.
     pub queue_url_prefix: String,
     /// Secrets are named `{secret_prefix}/{project_id}/{database|api-keys}`.
@@ -52,21 +65,32 @@ impl Settings {
                 problem: "must be set".into(),
             })
         };
-        let database_url = required("DATABASE_URL")?;
-        let pg: tokio_postgres::Config = database_url.parse().map_err(|_| ConfigError {
-            var: "DATABASE_URL",
-            problem: "is not a valid postgres URL".into(),
-        })?;
-        let default_host = pg
-            .get_hosts()
-            .iter()
-            .find_map(|h| match h {
-                tokio_postgres::config::Host::Tcp(name) => Some(name.clone()),
-                #[allow(unreachable_patterns)]
-                _ => None,
-            })
-            .unwrap_or_else(|| "127.0.0.1".to_owned());
-        let default_port = pg.get_ports().first().copied().unwrap_or(5432);
+        let database = match (get("DATABASE_URL"), get("DATABASE_SECRET_ARN")) {
+            (Some(url), _) => {
+                DatabaseSource::Config(Box::new(url.parse().map_err(|_| ConfigError {
+                    var: "DATABASE_URL",
+                    problem: "is not a valid postgres URL".into(),
+                })?))
+            }
+            (None, Some(arn)) => DatabaseSource::Secret(arn),
+            (None, None) => {
+                return Err(ConfigError {
+                    var: "DATABASE_URL",
+                    problem: "DATABASE_URL or DATABASE_SECRET_ARN must be set".into(),
+                })
+            }
+        };
+        let tls_mode = match get("DATABASE_SSLMODE") {
+            None => TlsMode::Prefer,
+            Some(mode) => TlsMode::parse(&mode).ok_or(ConfigError {
+                var: "DATABASE_SSLMODE",
+                problem: format!("'{mode}' is not one of disable, prefer, require, verify-full"),
+            })?,
+        };
+        let tenant_db_port = match get("TENANT_DB_PORT") {
+            None => None,
+            Some(_) => Some(parse_or(&get, "TENANT_DB_PORT", 5432)?),
+        };
 
         let mut registration_urls = HashMap::new();
         for service in Service::ALL {
@@ -84,9 +108,11 @@ impl Settings {
 
         let queue_url_prefix = required("QUEUE_URL_PREFIX")?;
         Ok(Settings {
-            database_url: SecretString::from(database_url),
-            tenant_db_host: get("TENANT_DB_HOST").unwrap_or(default_host),
-            tenant_db_port: parse_or(&get, "TENANT_DB_PORT", default_port)?,
+            database,
+            tls_mode,
+            tls_root_cert: get("DATABASE_SSLROOTCERT"),
+            tenant_db_host: get("TENANT_DB_HOST"),
+            tenant_db_port,
             queue_url_prefix,
             secret_prefix: get("SECRET_PREFIX")
                 .unwrap_or_else(|| DEFAULT_SECRET_PREFIX.to_owned())
@@ -109,11 +135,45 @@ impl Settings {
         })
     }
 
+    /// The control-plane connection settings, with the TLS mode applied.
+    /// Panics if the source is a secret not yet read (`function::resolve_database`).
     pub fn database_config(&self) -> tokio_postgres::Config {
-        self.database_url
-            .expose_secret()
-            .parse()
-            .expect("validated in from_lookup")
+        match &self.database {
+            DatabaseSource::Config(config) => {
+                let mut config = (**config).clone();
+                config.ssl_mode(self.tls_mode.ssl_mode());
+                config
+            }
+            DatabaseSource::Secret(arn) => panic!("the database secret {arn} was not read yet"),
+        }
+    }
+
+    /// Where tenants connect: TENANT_DB_HOST/PORT, else the control plane's host and port.
+    pub fn tenant_host_port(&self) -> (String, u16) {
+        let config = self.database_config();
+        let host = config
+            .get_hosts()
+            .iter()
+            .find_map(|h| match h {
+                tokio_postgres::config::Host::Tcp(name) => Some(name.clone()),
+                #[allow(unreachable_patterns)]
+                _ => None,
+            })
+            .unwrap_or_else(|| "127.0.0.1".to_owned());
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        (
+            self.tenant_db_host.clone().unwrap_or(host),
+            self.tenant_db_port.unwrap_or(port),
+        )
+    }
+
+    pub fn tls(&self) -> Result<crate::tls::MakeRustlsConnect, ConfigError> {
+        crate::tls::connector(self.tls_mode, self.tls_root_cert.as_deref()).map_err(|problem| {
+            ConfigError {
+                var: "DATABASE_SSLROOTCERT",
+                problem,
+            }
+        })
     }
 
     pub fn queue_url(&self, queue_name: &str) -> String {
@@ -167,15 +227,32 @@ mod tests {
     fn missing_database_url_names_the_variable() {
         let err = settings(&[("QUEUE_URL_PREFIX", "x")]).unwrap_err();
         assert_eq!(err.var, "DATABASE_URL");
+        let from_secret = settings(&[
+            ("QUEUE_URL_PREFIX", "x"),
+            ("DATABASE_SECRET_ARN", "arn:aws:secretsmanager:x"),
+        ])
+        .unwrap();
+        assert!(matches!(from_secret.database, DatabaseSource::Secret(_)));
+    }
+
+    #[test]
+    fn the_tls_mode_is_applied_to_the_connection() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("DATABASE_SSLMODE", "require"));
+        let s = settings(&pairs).unwrap();
+        assert_eq!(
+            s.database_config().get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require
+        );
+        pairs.pop();
+        pairs.push(("DATABASE_SSLMODE", "sometimes"));
+        assert_eq!(settings(&pairs).unwrap_err().var, "DATABASE_SSLMODE");
     }
 
     #[test]
     fn tenant_host_defaults_to_the_control_plane_host_and_password_is_not_printed() {
         let s = settings(&BASE).unwrap();
-        assert_eq!(
-            (s.tenant_db_host.as_str(), s.tenant_db_port),
-            ("db.internal", 6543)
-        );
+        assert_eq!(s.tenant_host_port(), ("db.internal".to_owned(), 6543));
         assert!(!format!("{s:?}").contains("hunter2"));
         assert_eq!(s.queue_url("validate"), "http://sqs/123/p-validate");
     }

@@ -2,10 +2,11 @@
 //! migration runner shared by the control-plane and tenant schemas.
 
 use crate::error::StageError;
+use crate::tls::MakeRustlsConnect;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// One versioned SQL file, embedded in the binaries that apply it.
 #[derive(Debug, Clone, Copy)]
@@ -36,12 +37,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The control-plane pool. Connections are made lazily, so building it costs
 /// nothing at cold start and a broken connection is replaced on next use.
-pub fn pool(mut config: tokio_postgres::Config, max_size: usize) -> Pool {
+pub fn pool(mut config: tokio_postgres::Config, tls: MakeRustlsConnect, max_size: usize) -> Pool {
     config.connect_timeout(CONNECT_TIMEOUT);
     config.application_name("provisioning");
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -57,6 +58,8 @@ pub fn pool(mut config: tokio_postgres::Config, max_size: usize) -> Pool {
 
 /// Credentials of one database login, as kept in Secrets Manager.
 pub struct DbLogin<'a> {
+    pub ssl_mode: tokio_postgres::config::SslMode,
+    pub tls: &'a MakeRustlsConnect,
     pub host: &'a str,
     pub port: u16,
     pub dbname: &'a str,
@@ -74,8 +77,9 @@ pub async fn connect(login: &DbLogin<'_>) -> Result<Client, StageError> {
         .user(login.user)
         .password(login.password.expose_secret())
         .connect_timeout(CONNECT_TIMEOUT)
+        .ssl_mode(login.ssl_mode)
         .application_name("provisioning");
-    let (client, connection) = config.connect(NoTls).await?;
+    let (client, connection) = config.connect(login.tls.clone()).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "postgres connection closed");

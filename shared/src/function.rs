@@ -5,11 +5,14 @@ use crate::adapters::{
     aws_config, http::HttpRegistrar, secrets_manager::SecretsManagerStore, sqs::SqsQueue,
 };
 use crate::batch::{process_batch, Disposition};
-use crate::config::Settings;
+use crate::config::{DatabaseSource, Settings};
 use crate::domain::{Stage, StageMessage};
+use crate::ports::SecretStore;
+use crate::stages::DatabaseCredentials;
 use crate::stages::{Outcome, Pipeline};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
+use secrecy::ExposeSecret;
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -43,29 +46,59 @@ pub struct StageFunction {
 impl Pipeline {
     /// Builds the real adapters: the Postgres pool, SQS, Secrets Manager and the
     /// HTTP registrar. Clients are cheap to build and connect lazily.
-    pub async fn from_settings(settings: Settings) -> Result<Pipeline, Error> {
+    pub async fn from_settings(mut settings: Settings) -> Result<Pipeline, Error> {
         let aws = aws_config().await;
+        let secrets_client = aws_sdk_secretsmanager::Client::new(&aws);
+        resolve_database(&mut settings, &secrets_client).await?;
         let pool_size = settings
             .db_pool_size
             .max(2 * settings.batch_concurrency + 1);
-        let db = crate::db::pool(settings.database_config(), pool_size);
+        let tls = settings.tls()?;
+        let db = crate::db::pool(settings.database_config(), tls.clone(), pool_size);
         let queue = SqsQueue::new(
             aws_sdk_sqs::Client::new(&aws),
             settings.queue_url_prefix.clone(),
         );
-        let secrets = SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&aws));
+        let secrets = SecretsManagerStore::new(secrets_client);
         let registrar = HttpRegistrar::new(
             settings.registration_urls.clone(),
             settings.registration_timeout,
         )?;
         Ok(Pipeline {
             settings: Arc::new(settings),
+            tls,
             db,
             queue: Arc::new(queue),
             secrets: Arc::new(secrets),
             registrar: Arc::new(registrar),
         })
     }
+}
+
+/// Reads the control-plane credentials from Secrets Manager when the settings
+/// name a secret (`DATABASE_SECRET_ARN`) instead of a URL: once per cold start.
+pub async fn resolve_database(
+    settings: &mut Settings,
+    secrets: &aws_sdk_secretsmanager::Client,
+) -> Result<(), Error> {
+    let DatabaseSource::Secret(arn) = &settings.database else {
+        return Ok(());
+    };
+    let store = SecretsManagerStore::new(secrets.clone());
+    let secret = store
+        .get(arn)
+        .await?
+        .ok_or_else(|| format!("configuration: DATABASE_SECRET_ARN: secret {arn} not found"))?;
+    let credentials = DatabaseCredentials::parse(&secret)?;
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&credentials.host)
+        .port(credentials.port)
+        .user(&credentials.username)
+        .password(credentials.password.expose_secret())
+        .dbname(&credentials.dbname);
+    settings.database = DatabaseSource::Config(Box::new(config));
+    Ok(())
 }
 
 impl StageFunction {

@@ -18,6 +18,7 @@ pub mod report;
 pub mod stages;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 pub use config::Settings;
 pub use domain::{NewProject, Stage, StageMessage};

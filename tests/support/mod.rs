@@ -118,6 +118,8 @@ pub struct EnvOptions {
     pub registration_urls: HashMap<Service, String>,
     /// scrypt cost; the production default (2^14) when None.
     pub scrypt_log_n: Option<u8>,
+    /// Further settings, e.g. ("DATABASE_SSLMODE", "require").
+    pub extra: Vec<(&'static str, String)>,
 }
 
 pub struct TestEnv {
@@ -167,6 +169,9 @@ impl TestEnv {
         ]);
         if let Some(log_n) = options.scrypt_log_n {
             vars.insert("API_KEY_SCRYPT_LOG_N", log_n.to_string());
+        }
+        for (name, value) in &options.extra {
+            vars.insert(name, value.clone());
         }
         for (service, url) in &options.registration_urls {
             vars.insert(

@@ -50,15 +50,17 @@ fn init_logs() -> Result<String, Error> {
 }
 
 async fn setup() -> Result<(Pipeline, Runner), Error> {
-    let settings = Settings::from_env()?;
+    let mut settings = Settings::from_env()?;
     let queue_settings = QueueSettings::from_env()?;
-    let (mut client, connection) = settings
-        .database_config()
-        .connect(tokio_postgres::NoTls)
-        .await?;
+    let aws = provisioning::adapters::aws_config().await;
+    provisioning::function::resolve_database(
+        &mut settings,
+        &aws_sdk_secretsmanager::Client::new(&aws),
+    )
+    .await?;
+    let (mut client, connection) = settings.database_config().connect(settings.tls()?).await?;
     tokio::spawn(connection);
     let version = migrate(&mut client, "control_plane", CONTROL_PLANE_MIGRATIONS).await?;
-    let aws = provisioning::adapters::aws_config().await;
     let sqs = aws_sdk_sqs::Client::new(&aws);
     create_queues(&sqs, &settings.queue_url_prefix, queue_settings).await?;
     eprintln!(

@@ -80,6 +80,7 @@ impl DatabaseCredentials {
 pub async fn run(ctx: &StageContext<'_>) -> Result<(), StageError> {
     let settings = &ctx.pipeline.settings;
     let names = TenantNames::for_project(ctx.project.id);
+    let (tenant_host, tenant_port) = settings.tenant_host_port();
     let secret_name = ctx.secret_name(DATABASE_SECRET);
     let secret = get_or_create_secret(
         &*ctx.pipeline.secrets,
@@ -87,8 +88,8 @@ pub async fn run(ctx: &StageContext<'_>) -> Result<(), StageError> {
         ctx.request_token("database-credentials"),
         || {
             DatabaseCredentials {
-                host: settings.tenant_db_host.clone(),
-                port: settings.tenant_db_port,
+                host: tenant_host,
+                port: tenant_port,
                 username: names.role.clone(),
                 dbname: names.database.clone(),
                 password: SecretString::from(Alphanumeric.sample_string(&mut rand::rng(), 40)),

@@ -18,6 +18,8 @@ pub async fn run(ctx: &StageContext<'_>) -> Result<(), StageError> {
         .ok_or_else(|| StageError::permanent(format!("secret {secret_name} is missing")))?;
     let credentials = DatabaseCredentials::parse(&secret)?;
     let mut tenant = db::connect(&DbLogin {
+        ssl_mode: ctx.pipeline.settings.tls_mode.ssl_mode(),
+        tls: &ctx.pipeline.tls,
         host: &credentials.host,
         port: credentials.port,
         dbname: &credentials.dbname,

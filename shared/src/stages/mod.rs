@@ -34,6 +34,8 @@ use uuid::Uuid;
 #[derive(Clone)]
 pub struct Pipeline {
     pub settings: Arc<Settings>,
+    /// TLS for tenant connections (same cluster, same mode as the control plane).
+    pub tls: crate::tls::MakeRustlsConnect,
     pub db: Pool,
     pub queue: Arc<dyn MessageQueue>,
     pub secrets: Arc<dyn SecretStore>,
