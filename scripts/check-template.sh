@@ -60,10 +60,12 @@ ensure_venv "$LINT_VENV" "${LINT_PINS[@]}"
 export CI=true
 export SAM_CLI_TELEMETRY=0
 # Plain `sam validate` builds a boto3 client for the translator and needs a region; validation
-# itself is offline (it never calls AWS), so no credentials are given here. A developer's own
-# AWS_PROFILE/credentials are irrelevant to it.
+# itself is offline (it never calls AWS) and works without credentials (checked with SAM CLI
+# 1.170.0 on a machine with none), so none are given. A developer's AWS_PROFILE is dropped so that
+# a missing or expired profile cannot break an offline check.
 export AWS_DEFAULT_REGION=us-east-1
 export AWS_REGION=us-east-1
+unset AWS_PROFILE
 
 failed=0
 # run NAME CMD... : print the tool's output indented; any non-zero exit is a finding.

@@ -292,3 +292,77 @@ async fn an_invalid_request_names_the_field_and_writes_nothing() {
     }
     assert_eq!(env.total_messages().await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_migrate_custom_resource_migrates_on_create_and_reports_to_cloudformation() {
+    let env = TestEnv::new().await;
+    let fresh = format!("deploy_{}", env.id);
+    env.admin()
+        .await
+        .batch_execute(&format!("CREATE DATABASE {fresh}"))
+        .await
+        .unwrap();
+    let mut settings = env.settings.clone();
+    let admin_url = stack_var("PG_ADMIN_URL");
+    let url = format!("{}/{fresh}", admin_url.rsplit_once('/').unwrap().0);
+    settings.database =
+        provisioning::config::DatabaseSource::Config(Box::new(url.parse().unwrap()));
+    let cloudformation = MockServer::start().await;
+    Mock::given(method("PUT"))
+        .and(path("/response"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&cloudformation)
+        .await;
+    let function = provisioning::migrate::MigrateFunction::new(settings).unwrap();
+
+    for request_type in ["Create", "Update", "Delete"] {
+        let event = serde_json::json!({
+            "RequestType": request_type,
+            "ResponseURL": format!("{}/response", cloudformation.uri()),
+            "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/p/1",
+            "RequestId": format!("req-{request_type}"),
+            "LogicalResourceId": "ControlPlaneMigrations",
+            "ResourceType": "Custom::Migrations",
+            "ResourceProperties": { "Version": "1" }
+        });
+        let lambda_event =
+            lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default());
+        function.handle(lambda_event).await.unwrap();
+    }
+
+    let responses: Vec<serde_json::Value> = cloudformation
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    let statuses: Vec<_> = responses
+        .iter()
+        .map(|r| {
+            (
+                r["RequestId"].as_str().unwrap(),
+                r["Status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("req-Create", "SUCCESS"),
+            ("req-Update", "SUCCESS"),
+            ("req-Delete", "SUCCESS")
+        ]
+    );
+    assert_eq!(responses[0]["Data"]["Version"], 1);
+    let migrated = admin_on(&fresh).await;
+    let tables = strings(
+        &migrated,
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'control_plane' ORDER BY 1",
+    )
+    .await;
+    assert!(
+        tables.contains(&"projects".to_owned()) && tables.contains(&"schema_migrations".to_owned()),
+        "{tables:?}"
+    );
+}

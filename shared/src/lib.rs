@@ -12,6 +12,7 @@ pub mod error;
 pub mod function;
 pub mod idempotency;
 pub mod keys;
+pub mod migrate;
 pub mod ports;
 pub mod project;
 pub mod report;
