@@ -1,10 +1,11 @@
-.PHONY: demo test check stack-up stack-down
+.PHONY: demo test check build invoke template stack-up stack-down
 
 # Provision the sample project end to end on the local stack.
 demo:
 	scripts/demo.sh
 
-# Every test (unit + integration) against a fresh local stack.
+# Every test against a fresh local stack: Rust unit + integration tests, every
+# function invoked with its sample event (cargo lambda watch), template checks.
 test:
 	scripts/test.sh
 
@@ -12,6 +13,18 @@ test:
 check:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Release build of every function (cargo lambda build --release), with sizes.
+build:
+	scripts/build-release.sh
+
+# Invoke every function with its sample event under cargo lambda watch.
+invoke:
+	scripts/invoke-local.sh
+
+# sam validate --lint, sam validate, cfn-lint with the serverless rules.
+template:
+	scripts/check-template.sh
 
 stack-up:
 	scripts/stack.sh up

@@ -16,17 +16,8 @@ log() { echo "[invoke] $*" >&2; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # --- tools: cargo-lambda and zig in their own pinned virtualenv ---------------
-venv=.local/lambda-venv
-pins="cargo-lambda==1.9.2 ziglang==0.17.1"
-if [[ ! -x $venv/bin/cargo-lambda || "$(cat $venv/.pins 2>/dev/null)" != "$pins" ]]; then
-  log "installing $pins into $venv"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  # shellcheck disable=SC2086
-  "$venv/bin/pip" install --quiet --disable-pip-version-check $pins
-  echo "$pins" > "$venv/.pins"
-fi
-export PATH="$root/$venv/bin:$PATH"   # cargo-lambda finds zig through this python3
+# shellcheck source=scripts/lambda-tools.sh
+source scripts/lambda-tools.sh
 
 # --- stack ---------------------------------------------------------------------
 pids=()

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Brings the local stack up, runs every test (unit and integration) against it,
-# tears the stack down whatever happens, and closes with one summary line.
+# `make test`: brings a fresh local stack up (TLS on), runs every Rust test
+# (unit and integration) against it, invokes every function with its sample
+# event under `cargo lambda watch`, validates template.yaml, tears the stack
+# down whatever happens, and closes with one summary line.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -15,6 +17,18 @@ status=0
 cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee .local/logs/test.log || status=$?
 passed=$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed' .local/logs/test.log | awk '{s+=$4} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed;' .local/logs/test.log | awk '{s+=$1} END {print s+0}')
+
+
+for step in scripts/invoke-local.sh scripts/check-template.sh; do
+  if "$step" 2>&1 | tee ".local/logs/$(basename "$step" .sh).log"; then
+    passed=$((passed + 1))
+  else
+    echo "FAILED: $step" >&2
+    failed=$((failed + 1))
+    status=1
+  fi
+
+done
 echo
 echo "tests: ${passed} passed, ${failed} failed"
 exit "$status"

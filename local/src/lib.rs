@@ -6,5 +6,5 @@ pub mod http;
 pub mod queues;
 pub mod runner;
 
-pub use queues::{create_queues, QueueSettings};
+pub use queues::{create_queues, QueueSettings, LOCAL_QUEUE_NAME_PREFIX};
 pub use runner::{Delivery, PollReport, Runner, RunningRunner};

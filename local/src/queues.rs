@@ -12,6 +12,9 @@ pub struct QueueSettings {
     pub max_receive_count: u32,
 }
 
+/// The queue-name prefix of the local stack, `ResourcePrefix` + "-" as in template.yaml.
+pub const LOCAL_QUEUE_NAME_PREFIX: &str = "provisioning-";
+
 impl Default for QueueSettings {
     fn default() -> Self {
         QueueSettings {
@@ -58,6 +61,11 @@ pub async fn create_queues(
             .create_queue()
             .queue_name(format!("{prefix}{}", stage.dead_letter_queue_name()))
             .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
+            // As in template.yaml: an event source needs visibility >= the function timeout.
+            .attributes(
+                QueueAttributeName::VisibilityTimeout,
+                settings.visibility_timeout_secs.to_string(),
+            )
             .send()
             .await?;
         let dlq_url = dlq.queue_url().unwrap_or_default().to_owned();
