@@ -366,3 +366,60 @@ async fn the_migrate_custom_resource_migrates_on_create_and_reports_to_cloudform
         "{tables:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_credentials_can_come_from_a_secrets_manager_secret() {
+    let env = TestEnv::new().await;
+    let url: tokio_postgres::Config = format!(
+        "{}/{}",
+        stack_var("PG_ADMIN_URL").rsplit_once('/').unwrap().0,
+        env.database_name
+    )
+    .parse()
+    .unwrap();
+    let tokio_postgres::config::Host::Tcp(host) = &url.get_hosts()[0] else {
+        panic!("tcp host expected")
+    };
+    let secret = serde_json::json!({
+        "engine": "postgres",
+        "host": host,
+        "port": url.get_ports()[0],
+        "username": url.get_user().unwrap(),
+        "password": String::from_utf8(url.get_password().unwrap().to_vec()).unwrap(),
+        "dbname": env.database_name,
+    });
+    let arn = env
+        .secrets
+        .create_secret()
+        .name(format!("{}/control-plane", env.settings.secret_prefix))
+        .secret_string(secret.to_string())
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
+    let mut settings = env.settings.clone();
+    settings.database = provisioning::config::DatabaseSource::Secret(arn);
+
+    let pipeline = provisioning::Pipeline::from_settings(settings)
+        .await
+        .expect("credentials read from the secret");
+    let runner = std::sync::Arc::new(local_dev::Runner::new(env.sqs.clone(), pipeline.clone()));
+    let created = provisioning::project::create_project(
+        &pipeline.db,
+        &*pipeline.queue,
+        &project("from-secret"),
+        None,
+    )
+    .await
+    .unwrap();
+
+    assert_ready(
+        &env.settle_with(
+            &runner,
+            created.project_id,
+            std::time::Duration::from_secs(60),
+        )
+        .await,
+    );
+}
