@@ -1,4 +1,4 @@
-.PHONY: demo test check build invoke template stack-up stack-down
+.PHONY: demo test check build invoke template bench stack-up stack-down
 
 # Provision the sample project end to end on the local stack.
 demo:
@@ -25,6 +25,10 @@ invoke:
 # sam validate --lint, sam validate, cfn-lint with the serverless rules.
 template:
 	scripts/check-template.sh
+
+# Benchmarks on a durable stack: table printed, bench/results.md and README updated.
+bench:
+	scripts/bench.sh
 
 stack-up:
 	scripts/stack.sh up

@@ -1,0 +1,213 @@
+//! Benchmark building blocks: the raw floor (same executor and SQL, no queues,
+//! no Secrets Manager), timing decorators for the ports, and series helpers.
+
+use async_trait::async_trait;
+use provisioning::domain::{NewProject, Stage, StageMessage};
+use provisioning::ports::{MessageQueue, SecretStore};
+use provisioning::project::create_project;
+use provisioning::{Outcome, Pipeline, StageError};
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// A queue that sends nothing: the floor runs every stage inline instead.
+pub struct NoQueue;
+
+#[async_trait]
+impl MessageQueue for NoQueue {
+    async fn send(&self, _message: &StageMessage) -> Result<(), StageError> {
+        Ok(())
+    }
+}
+
+/// Secrets kept in memory: the floor's stand-in for Secrets Manager.
+#[derive(Default)]
+pub struct MemorySecrets(Mutex<HashMap<String, String>>);
+
+#[async_trait]
+impl SecretStore for MemorySecrets {
+    async fn get(&self, name: &str) -> Result<Option<SecretString>, StageError> {
+        Ok(self
+            .0
+            .lock()
+            .unwrap()
+            .get(name)
+            .cloned()
+            .map(SecretString::from))
+    }
+
+    async fn create(
+        &self,
+        name: &str,
+        _token: Uuid,
+        value: &SecretString,
+    ) -> Result<bool, StageError> {
+        let mut map = self.0.lock().unwrap();
+        if map.contains_key(name) {
+            return Ok(false);
+        }
+        map.insert(name.to_owned(), value.expose_secret().to_owned());
+        Ok(true)
+    }
+
+    async fn put(&self, name: &str, _token: Uuid, value: &SecretString) -> Result<(), StageError> {
+        self.0
+            .lock()
+            .unwrap()
+            .insert(name.to_owned(), value.expose_secret().to_owned());
+        Ok(())
+    }
+}
+
+/// Total time spent in a port's calls (nanoseconds) and their number.
+#[derive(Default)]
+pub struct PortTime {
+    nanos: AtomicU64,
+    calls: AtomicU64,
+}
+
+impl PortTime {
+    fn add(&self, started: Instant) {
+        self.nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn total(&self) -> Duration {
+        Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
+    }
+
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    pub fn reset(&self) {
+        self.nanos.store(0, Ordering::Relaxed);
+        self.calls.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Times every call through a queue port.
+pub struct TimedQueue(pub Arc<dyn MessageQueue>, pub Arc<PortTime>);
+
+#[async_trait]
+impl MessageQueue for TimedQueue {
+    async fn send(&self, message: &StageMessage) -> Result<(), StageError> {
+        let started = Instant::now();
+        let result = self.0.send(message).await;
+        self.1.add(started);
+        result
+    }
+}
+
+/// Times every call through a secret store port.
+pub struct TimedSecrets(pub Arc<dyn SecretStore>, pub Arc<PortTime>);
+
+#[async_trait]
+impl SecretStore for TimedSecrets {
+    async fn get(&self, name: &str) -> Result<Option<SecretString>, StageError> {
+        let started = Instant::now();
+        let result = self.0.get(name).await;
+        self.1.add(started);
+        result
+    }
+
+    async fn create(
+        &self,
+        name: &str,
+        token: Uuid,
+        value: &SecretString,
+    ) -> Result<bool, StageError> {
+        let started = Instant::now();
+        let result = self.0.create(name, token, value).await;
+        self.1.add(started);
+        result
+    }
+
+    async fn put(&self, name: &str, token: Uuid, value: &SecretString) -> Result<(), StageError> {
+        let started = Instant::now();
+        let result = self.0.put(name, token, value).await;
+        self.1.add(started);
+        result
+    }
+}
+
+/// The floor: the pipeline's own executor and stage logic, every stage run
+/// inline one after the other, with no queue and secrets kept in memory.
+pub fn floor_pipeline(real: &Pipeline) -> Pipeline {
+    let mut floor = real.clone();
+    floor.queue = Arc::new(NoQueue);
+    floor.secrets = Arc::new(MemorySecrets::default());
+    floor
+}
+
+/// Provisions one project on the floor; returns its wall time.
+pub async fn floor_project(floor: &Pipeline, request: &NewProject) -> Result<Duration, String> {
+    let started = Instant::now();
+    let created = create_project(&floor.db, &*floor.queue, request, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let first = StageMessage {
+        project_id: created.project_id,
+        run_id: created.run_id,
+        stage: Stage::Validate,
+        correlation_id: created.correlation_id,
+    };
+    for stage in Stage::ALL {
+        match floor.run_stage(&first.for_stage(stage)).await {
+            Ok(Outcome::Completed { .. }) => {}
+            other => return Err(format!("floor {stage}: {other:?}")),
+        }
+    }
+    Ok(started.elapsed())
+}
+
+/// Percentile (0..=100) of durations, nearest rank.
+pub fn percentile(values: &[Duration], p: f64) -> Duration {
+    if values.is_empty() {
+        return Duration::ZERO;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort();
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&v, 50.0), Duration::from_millis(50));
+        assert_eq!(percentile(&v, 95.0), Duration::from_millis(95));
+        assert_eq!(
+            percentile(&[Duration::from_millis(7)], 95.0),
+            Duration::from_millis(7)
+        );
+        assert_eq!(percentile(&[], 50.0), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn memory_secrets_create_once() {
+        let store = MemorySecrets::default();
+        let token = Uuid::new_v4();
+        assert!(store
+            .create("a", token, &SecretString::from("1".to_owned()))
+            .await
+            .unwrap());
+        assert!(!store
+            .create("a", token, &SecretString::from("2".to_owned()))
+            .await
+            .unwrap());
+        assert_eq!(store.get("a").await.unwrap().unwrap().expose_secret(), "1");
+    }
+}

@@ -1,0 +1,602 @@
+//! `bench`: provisioning speed against the raw floor, and each function as
+//! shipped. Run by `make bench` (scripts/bench.sh), on a durable local stack.
+//!
+//! Series (each on a fresh control-plane database and fresh queues, after a
+//! CHECKPOINT): latency (projects one after another), throughput (a burst at 1
+//! and 2 concurrent invocations per stage), scale (many projects in batches),
+//! then per function: stripped binary size, init time, peak RSS.
+
+use local_dev::bench::{
+    floor_pipeline, floor_project, ms, percentile, PortTime, TimedQueue, TimedSecrets,
+};
+use local_dev::runtime_api::{peak_rss_kib, FakeRuntime};
+use local_dev::{create_queues, QueueSettings, Runner};
+use provisioning::db::{migrate, CONTROL_PLANE_MIGRATIONS};
+use provisioning::domain::{ApiKeySpec, NewProject, ServiceSelection, Stage, StageMessage};
+use provisioning::project::create_project;
+use provisioning::{Pipeline, Settings};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+fn var(name: &str) -> Result<String, Error> {
+    std::env::var(name)
+        .map_err(|_| format!("{name} is not set: run `make bench` (it starts the stack)").into())
+}
+
+fn count(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn admin() -> Result<tokio_postgres::Client, Error> {
+    let (client, connection) =
+        tokio_postgres::connect(&var("PG_ADMIN_URL")?, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// A fresh control-plane database and queue set, with timed ports.
+struct Series {
+    name: String,
+    pipeline: Pipeline,
+    runner: Arc<Runner>,
+    queue_time: Arc<PortTime>,
+    secret_time: Arc<PortTime>,
+    env: HashMap<&'static str, String>,
+}
+
+async fn series(name: &str) -> Result<Series, Error> {
+    let id = &Uuid::new_v4().simple().to_string()[..8];
+    let database = format!("bench_{name}_{id}");
+    let admin = admin().await?;
+    admin.batch_execute("CHECKPOINT").await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {database}"))
+        .await?;
+    let admin_url = var("PG_ADMIN_URL")?;
+    let database_url = format!("{}/{database}", admin_url.rsplit_once('/').unwrap().0);
+    let (mut client, connection) =
+        tokio_postgres::connect(&database_url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    migrate(&mut client, "control_plane", CONTROL_PLANE_MIGRATIONS).await?;
+    let endpoint = var("AWS_ENDPOINT_URL")?;
+    let env: HashMap<&'static str, String> = HashMap::from([
+        ("DATABASE_URL", database_url),
+        (
+            "QUEUE_URL_PREFIX",
+            format!("{endpoint}/123456789012/b{id}-"),
+        ),
+        ("SECRET_PREFIX", format!("bench-{id}/projects")),
+        ("TENANT_DB_HOST", var("TENANT_DB_HOST")?),
+        ("TENANT_DB_PORT", var("TENANT_DB_PORT")?),
+    ]);
+    let settings = Settings::from_lookup(|k| env.get(k).cloned())?;
+    let aws = provisioning::adapters::aws_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    create_queues(
+        &sqs,
+        &settings.queue_url_prefix,
+        QueueSettings {
+            visibility_timeout_secs: 30,
+            max_receive_count: 3,
+        },
+    )
+    .await?;
+    let mut pipeline = Pipeline::from_settings(settings).await?;
+    let queue_time = Arc::new(PortTime::default());
+    let secret_time = Arc::new(PortTime::default());
+    pipeline.queue = Arc::new(TimedQueue(pipeline.queue.clone(), queue_time.clone()));
+    pipeline.secrets = Arc::new(TimedSecrets(pipeline.secrets.clone(), secret_time.clone()));
+    let runner = Arc::new(Runner::new(sqs, pipeline.clone()));
+    Ok(Series {
+        name: name.to_owned(),
+        pipeline,
+        runner,
+        queue_time,
+        secret_time,
+        env,
+    })
+}
+
+fn request(i: usize) -> NewProject {
+    NewProject {
+        name: format!("bench {i}"),
+        region: "us-east-1".into(),
+        owner_id: Some(Uuid::new_v4()),
+        organization_id: None,
+        services: ServiceSelection::default(),
+        api_keys: ApiKeySpec {
+            count: 2,
+            prefix: "bench".into(),
+        },
+    }
+}
+
+/// Waits until every project is ready; returns (created_at, ready_at) per project in ms since epoch.
+async fn wait_ready(s: &Series, ids: &[Uuid]) -> Result<Vec<(f64, f64)>, Error> {
+    let db = s.pipeline.db.get().await?;
+    let started = Instant::now();
+    loop {
+        let rows = db
+            .query(
+                "SELECT status, (extract(epoch FROM created_at) * 1000)::float8, (extract(epoch FROM ready_at) * 1000)::float8
+                   FROM control_plane.projects WHERE id = ANY($1)",
+                &[&ids],
+            )
+            .await?;
+        if rows.iter().any(|r| r.get::<_, String>(0) == "failed") {
+            return Err(format!("{}: a project failed", s.name).into());
+        }
+        if rows.len() == ids.len() && rows.iter().all(|r| r.get::<_, String>(0) == "ready") {
+            return Ok(rows
+                .iter()
+                .map(|r| (r.get::<_, f64>(1), r.get::<_, f64>(2)))
+                .collect());
+        }
+        if started.elapsed() > Duration::from_secs(900) {
+            return Err(format!("{}: projects not ready after 15 minutes", s.name).into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+struct StageBreakdown {
+    queue_wait_ms: f64,
+    run_ms: f64,
+}
+
+async fn stage_breakdown(s: &Series, ids: &[Uuid]) -> Result<Vec<(String, StageBreakdown)>, Error> {
+    let db = s.pipeline.db.get().await?;
+    let rows = db
+        .query(
+            "SELECT st.stage,
+                    avg(extract(epoch FROM st.started_at - coalesce(
+                        (SELECT prev.finished_at FROM control_plane.provisioning_stages prev
+                          WHERE prev.run_id = st.run_id AND prev.position = st.position - 1),
+                        r.created_at)) * 1000)::float8,
+                    avg(st.duration_ms)::float8
+               FROM control_plane.provisioning_stages st
+               JOIN control_plane.provisioning_runs r ON r.id = st.run_id
+              WHERE r.project_id = ANY($1)
+              GROUP BY st.stage, st.position ORDER BY st.position",
+            &[&ids],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                r.get::<_, String>(0),
+                StageBreakdown {
+                    queue_wait_ms: r.get(1),
+                    run_ms: r.get(2),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Median time of one scrypt hash with the default parameters.
+fn hash_cost() -> Duration {
+    let settings_log_n = 14;
+    let key = provisioning::keys::ApiKey::generate("bench");
+    let times: Vec<Duration> = (0..5)
+        .map(|_| {
+            let started = Instant::now();
+            provisioning::keys::hash_secret(&key.secret_part(), settings_log_n).unwrap();
+            started.elapsed()
+        })
+        .collect();
+    percentile(&times, 50.0)
+}
+
+struct Report {
+    out: String,
+}
+
+impl Report {
+    fn line(&mut self, text: impl AsRef<str>) {
+        println!("{}", text.as_ref());
+        self.out.push_str(text.as_ref());
+        self.out.push('\n');
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "**missed**"
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    provisioning::telemetry::init_with_writer(std::io::sink);
+    let latency_n = count("BENCH_LATENCY", 50);
+    let burst_n = count("BENCH_BURST", 100);
+    let scale_n = count("BENCH_SCALE", 1000);
+    let init_runs = count("BENCH_INIT_RUNS", 20);
+    let mut r = Report { out: String::new() };
+    let hash = hash_cost();
+
+    // ---- latency ----------------------------------------------------------
+    let s = series("latency").await?;
+    let floor = floor_pipeline(&s.pipeline);
+    let mut floor_times = Vec::new();
+    for i in 0..latency_n {
+        floor_times.push(floor_project(&floor, &request(i)).await?);
+    }
+    s.queue_time.reset();
+    s.secret_time.reset();
+    let running = s.runner.spawn(1);
+    let mut e2e = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..latency_n {
+        let created = create_project(&s.pipeline.db, &*s.pipeline.queue, &request(i), None).await?;
+        let times = wait_ready(&s, &[created.project_id]).await?;
+        e2e.push(Duration::from_secs_f64((times[0].1 - times[0].0) / 1000.0));
+        ids.push(created.project_id);
+    }
+    running.stop().await;
+    let breakdown = stage_breakdown(&s, &ids).await?;
+    let (f50, f95) = (
+        percentile(&floor_times, 50.0),
+        percentile(&floor_times, 95.0),
+    );
+    let (p50, p95) = (percentile(&e2e, 50.0), percentile(&e2e, 95.0));
+    let per_project = |d: Duration| ms(d) / latency_n as f64;
+    let sm_ms = per_project(s.secret_time.total());
+    let sqs_ms = per_project(s.queue_time.total());
+    let hashing_ms = ms(hash) * 2.0;
+
+    r.line(format!(
+        "## Latency: {latency_n} projects one after another (runner: 1 invocation per stage)"
+    ));
+    r.line("");
+    r.line("| | p50 ms | p95 ms | ratio to floor (p50) |");
+    r.line("|---|---:|---:|---:|");
+    r.line(format!(
+        "| floor (same executor and SQL, no queues, secrets in memory) | {:.1} | {:.1} | 1.00 |",
+        ms(f50),
+        ms(f95)
+    ));
+    r.line(format!(
+        "| pipeline, creation to ready | {:.1} | {:.1} | {:.2} |",
+        ms(p50),
+        ms(p95),
+        ms(p50) / ms(f50)
+    ));
+    r.line("");
+    r.line("Per stage (mean): queue wait = from the previous stage's end (or creation) to this stage's start.");
+    r.line("");
+    r.line("| stage | queue wait ms | run ms |");
+    r.line("|---|---:|---:|");
+    let (mut wait_total, mut run_total) = (0.0, 0.0);
+    for (stage, b) in &breakdown {
+        wait_total += b.queue_wait_ms;
+        run_total += b.run_ms;
+        r.line(format!(
+            "| {stage} | {:.1} | {:.1} |",
+            b.queue_wait_ms, b.run_ms
+        ));
+    }
+    r.line(format!("| **total** | {wait_total:.1} | {run_total:.1} |"));
+    r.line("");
+    r.line(format!(
+        "Inside the stages, per project: Secrets Manager {sm_ms:.1} ms ({} calls), SQS sends {sqs_ms:.1} ms ({} calls), \
+         scrypt hashing {hashing_ms:.1} ms (2 keys x {:.1} ms), Postgres and the rest {:.1} ms; no HTTP registration configured.",
+        s.secret_time.calls() / latency_n as u64,
+        s.queue_time.calls() / latency_n as u64,
+        ms(hash),
+        (run_total - sm_ms - sqs_ms - hashing_ms).max(0.0)
+    ));
+    r.line("");
+    let latency_ratio = ms(p50) / ms(f50);
+
+    // ---- throughput ---------------------------------------------------------
+    r.line(format!(
+        "## Throughput: {burst_n} projects submitted at once"
+    ));
+    r.line("");
+    r.line("| concurrency per stage | pipeline projects/s | floor projects/s | ratio |");
+    r.line("|---:|---:|---:|---:|");
+    let mut throughput_ratios = Vec::new();
+    for workers in [1usize, 2] {
+        let s = series(&format!("burst{workers}")).await?;
+        let floor = floor_pipeline(&s.pipeline);
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..workers)
+            .map(|w| {
+                let floor = floor.clone();
+                tokio::spawn(async move {
+                    for i in (w..burst_n).step_by(workers) {
+                        floor_project(&floor, &request(i)).await?;
+                    }
+                    Ok::<_, String>(())
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await??;
+        }
+        let floor_rate = burst_n as f64 / started.elapsed().as_secs_f64();
+        let mut ids = Vec::new();
+        for i in 0..burst_n {
+            ids.push(
+                create_project(&s.pipeline.db, &*s.pipeline.queue, &request(i), None)
+                    .await?
+                    .project_id,
+            );
+        }
+        let running = s.runner.spawn(workers);
+        let times = wait_ready(&s, &ids).await?;
+        running.stop().await;
+        let first = times.iter().map(|t| t.0).fold(f64::MAX, f64::min);
+        let last = times.iter().map(|t| t.1).fold(0.0, f64::max);
+        let rate = burst_n as f64 / ((last - first) / 1000.0);
+        throughput_ratios.push(rate / floor_rate);
+        r.line(format!(
+            "| {workers} | {rate:.2} | {floor_rate:.2} | {:.2} |",
+            rate / floor_rate
+        ));
+    }
+    r.line("");
+
+    // ---- scale --------------------------------------------------------------
+    let s = series("scale").await?;
+    let batch = 100.min(scale_n.max(1));
+    let mut batch_ms = Vec::new();
+    let running = s.runner.spawn(2);
+    let mut all_ids = Vec::new();
+    for b in 0..scale_n.div_ceil(batch) {
+        let started = Instant::now();
+        let mut ids = Vec::new();
+        for i in 0..batch.min(scale_n - b * batch) {
+            ids.push(
+                create_project(
+                    &s.pipeline.db,
+                    &*s.pipeline.queue,
+                    &request(b * batch + i),
+                    None,
+                )
+                .await?
+                .project_id,
+            );
+        }
+        wait_ready(&s, &ids).await?;
+        batch_ms.push(ms(started.elapsed()) / ids.len() as f64);
+        all_ids.extend(ids);
+    }
+    running.stop().await;
+    let names: Vec<String> = all_ids
+        .iter()
+        .map(|id| provisioning::domain::TenantNames::for_project(*id).database)
+        .collect();
+    let admin = admin().await?;
+    let row = admin
+        .query_one("SELECT avg(pg_database_size(datname))::float8, count(*) FROM pg_database WHERE datname = ANY($1)", &[&names])
+        .await?;
+    let (disk, tenants): (f64, i64) = (row.get(0), row.get(1));
+    let (first100, last100) = (batch_ms[0], *batch_ms.last().unwrap());
+    r.line(format!(
+        "## Scale: {scale_n} projects in batches of {batch} (2 invocations per stage)"
+    ));
+    r.line("");
+    r.line("| | ms per project |");
+    r.line("|---|---:|");
+    r.line(format!("| first {batch} | {first100:.1} |"));
+    r.line(format!(
+        "| last {batch} ({tenants} tenant databases in the cluster) | {last100:.1} |"
+    ));
+    r.line(format!("| ratio last/first | {:.2} |", last100 / first100));
+    r.line(format!(
+        "| disk per tenant database | {:.1} MiB |",
+        disk / 1048576.0
+    ));
+    r.line("");
+
+    // ---- functions as shipped ---------------------------------------------------
+    let f = series("functions").await?;
+    let events = function_events(&f).await?;
+    r.line(format!("## Functions as shipped (release, x86_64, stripped): init = process start to first `next` request, median of {init_runs}"));
+    r.line("");
+    r.line("| function | binary MB | init ms (median) | peak RSS MiB (one invocation) | answer |");
+    r.line("|---|---:|---:|---:|---|");
+    let mut worst = (0.0f64, 0.0f64, 0.0f64);
+    for (function, event) in &events {
+        let binary = format!("target/lambda/{function}/bootstrap");
+        let size = std::fs::metadata(&binary)
+            .map_err(|e| format!("{binary}: {e} (make build first)"))?
+            .len() as f64
+            / 1048576.0;
+        let mut inits = Vec::new();
+        for _ in 0..init_runs {
+            let runtime = FakeRuntime::start(None).await?;
+            let started = Instant::now();
+            let mut child = spawn(&binary, function, &runtime.address, &f.env)?;
+            let first = tokio::time::timeout(Duration::from_secs(10), runtime.first_next())
+                .await
+                .map_err(|_| format!("{function}: no next request"))?;
+            inits.push(first - started);
+            child.kill().await?;
+        }
+        let runtime = FakeRuntime::start(Some(event.to_string().into_bytes())).await?;
+        let mut child = spawn(&binary, function, &runtime.address, &f.env)?;
+        let (ok, body) = tokio::time::timeout(Duration::from_secs(60), runtime.outcome())
+            .await
+            .map_err(|_| format!("{function}: no answer"))?;
+        let rss = peak_rss_kib(child.id().unwrap_or_default()).unwrap_or_default() as f64 / 1024.0;
+        child.kill().await?;
+        let answer = String::from_utf8_lossy(&body);
+        let answer: String = if ok {
+            answer.chars().take(40).collect()
+        } else {
+            format!("ERROR {}", answer.chars().take(60).collect::<String>())
+        };
+        let init = ms(percentile(&inits, 50.0));
+        worst = (worst.0.max(size), worst.1.max(init), worst.2.max(rss));
+        r.line(format!(
+            "| {function} | {size:.2} | {init:.1} | {rss:.1} | `{}` |",
+            answer.replace('|', "/")
+        ));
+    }
+    r.line("");
+
+    // ---- targets ----------------------------------------------------------------
+    let min_throughput = throughput_ratios.iter().cloned().fold(f64::MAX, f64::min);
+    r.line("## Targets");
+    r.line("");
+    r.line("| target | measured | |");
+    r.line("|---|---:|---|");
+    r.line(format!(
+        "| end-to-end p50 <= 2x floor | {latency_ratio:.2}x | {} |",
+        verdict(latency_ratio <= 2.0)
+    ));
+    r.line(format!(
+        "| throughput >= 60% of floor | {:.0}% | {} |",
+        min_throughput * 100.0,
+        verdict(min_throughput >= 0.6)
+    ));
+    r.line(format!(
+        "| init <= 25 ms | {:.1} ms (worst) | {} |",
+        worst.1,
+        verdict(worst.1 <= 25.0)
+    ));
+    r.line(format!(
+        "| binary <= 8 MB | {:.2} MB (largest) | {} |",
+        worst.0,
+        verdict(worst.0 <= 8.0)
+    ));
+    r.line(format!(
+        "| peak RSS <= 64 MB | {:.1} MiB (largest) | {} |",
+        worst.2,
+        verdict(worst.2 <= 64.0)
+    ));
+    r.line(format!(
+        "| last-100 <= 1.2x first-100 | {:.2}x | {} |",
+        last100 / first100,
+        verdict(last100 / first100 <= 1.2)
+    ));
+
+    let path = std::env::var("BENCH_RESULTS").unwrap_or_else(|_| "bench/results.md".into());
+    let mut doc = String::new();
+    let _ = writeln!(doc, "# Benchmark results\n\n{}\n", machine());
+    doc.push_str(&r.out);
+    std::fs::create_dir_all(std::path::Path::new(&path).parent().unwrap())?;
+    std::fs::write(&path, doc)?;
+    eprintln!("\nwritten to {path}");
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines().next().map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<f64>()
+                    .unwrap_or(0.0)
+                    / 1048576.0
+            })
+        })
+        .unwrap_or(0.0);
+    let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
+    format!(
+        "Run {date} on {cores} cores ({cpu}), {mem:.0} GiB; PostgreSQL with fsync on (PG_DURABLE=1), moto for SQS and \
+         Secrets Manager on the same machine; in-process handlers through the local runner."
+    )
+}
+
+fn spawn(
+    binary: &str,
+    function: &str,
+    runtime: &str,
+    env: &HashMap<&'static str, String>,
+) -> Result<tokio::process::Child, Error> {
+    let mut command = tokio::process::Command::new(binary);
+    command
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("AWS_LAMBDA_RUNTIME_API", runtime)
+        .env("AWS_LAMBDA_FUNCTION_NAME", function)
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    Ok(command.spawn()?)
+}
+
+fn sqs_event(message: &StageMessage, queue: &str) -> serde_json::Value {
+    serde_json::json!({ "Records": [{
+        "messageId": Uuid::new_v4().to_string(),
+        "receiptHandle": "bench",
+        "body": message.to_body(),
+        "attributes": { "ApproximateReceiveCount": "1" },
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+        "eventSourceARN": format!("arn:aws:sqs:us-east-1:123456789012:bench-{queue}"),
+        "awsRegion": "us-east-1"
+    }]})
+}
+
+/// One real event per function, for a project brought (in-process) to the
+/// stage before the function's own.
+async fn function_events(s: &Series) -> Result<Vec<(String, serde_json::Value)>, Error> {
+    let mut events = Vec::new();
+    for (i, stage) in Stage::ALL.into_iter().enumerate() {
+        let created = create_project(&s.pipeline.db, &*s.pipeline.queue, &request(i), None).await?;
+        let message = StageMessage {
+            project_id: created.project_id,
+            run_id: created.run_id,
+            stage: Stage::Validate,
+            correlation_id: created.correlation_id,
+        };
+        for earlier in Stage::ALL.into_iter().take_while(|s| *s != stage) {
+            s.pipeline.run_stage(&message.for_stage(earlier)).await?;
+        }
+        events.push((
+            stage.as_str().to_owned(),
+            sqs_event(&message.for_stage(stage), stage.as_str()),
+        ));
+    }
+    let created = create_project(&s.pipeline.db, &*s.pipeline.queue, &request(99), None).await?;
+    let message = StageMessage {
+        project_id: created.project_id,
+        run_id: created.run_id,
+        stage: Stage::Validate,
+        correlation_id: created.correlation_id,
+    };
+    events.push(("dead-letter".into(), sqs_event(&message, "validate-dlq")));
+    let get = std::fs::read_to_string("events/api-get-project.json")?.replace(
+        "11111111-2222-4333-8444-555555555555",
+        &created.project_id.to_string(),
+    );
+    events.push(("api".into(), serde_json::from_str(&get)?));
+    events.push(("migrate".into(), serde_json::json!({})));
+    Ok(events)
+}

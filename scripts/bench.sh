@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# `make bench`: a durable local stack (fsync on), the functions built as shipped,
+# then the benchmark: floor vs pipeline latency, throughput, scale, and per
+# function size, init time and peak RSS. Prints one table, writes
+# bench/results.md (with date and machine) and puts it into the README.
+# Sizes of the series: BENCH_LATENCY (50), BENCH_BURST (100), BENCH_SCALE (1000),
+# BENCH_INIT_RUNS (20).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+scripts/build-release.sh
+cargo build --profile bench-tools --locked -p local-dev --bin bench
+trap 'scripts/stack.sh down' EXIT
+PG_DURABLE=1 scripts/stack.sh up
+# shellcheck disable=SC1091
+source .local/env
+target/bench-tools/bench
+
+# The README shows the latest table, between its bench markers.
+python3 - <<'PY'
+import re
+results = open("bench/results.md").read().split("\n", 2)[2]
+readme = open("README.md").read()
+start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+block = f"{start}\n{results.strip()}\n{end}"
+readme = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, readme, flags=re.S)
+open("README.md", "w").write(readme)
+PY
+echo "[bench] README updated from bench/results.md"
