@@ -10,12 +10,15 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 scripts/build-release.sh
-cargo build --profile bench-tools --locked -p local-dev --bin bench
+# The driver is built the same way, so it shares the functions' compiled dependencies.
+# shellcheck source=scripts/lambda-tools.sh
+source scripts/lambda-tools.sh
+cargo lambda build --release --locked --bin bench
 trap 'scripts/stack.sh down' EXIT
 PG_DURABLE=1 scripts/stack.sh up
 # shellcheck disable=SC1091
 source .local/env
-target/bench-tools/bench
+target/lambda/bench/bootstrap
 
 # The README shows the latest table, between its bench markers.
 python3 - <<'PY'

@@ -29,15 +29,10 @@ async fn every_route_answers_its_sample_event_as_openapi_yaml_says() {
     let env = TestEnv::new().await;
     let none = "-";
 
-    let (status, headers, body) = env.send_event("api-create-project.json", none, none).await;
+    let (status, headers, body) = env
+        .send_documented_event("api-create-project.json", (none, none), "/projects", "post")
+        .await;
     assert_eq!(status, 202, "{body:?}");
-    assert_documented(
-        "/projects",
-        "post",
-        status,
-        header(&headers, "content-type"),
-        body.as_ref(),
-    );
     let body = body.unwrap();
     let id = body["project_id"].as_str().unwrap().to_owned();
     assert_eq!(
@@ -47,15 +42,10 @@ async fn every_route_answers_its_sample_event_as_openapi_yaml_says() {
     let project_id: Uuid = id.parse().unwrap();
     assert_ready(&env.settle(project_id).await);
 
-    let (status, headers, body) = env.send_event("api-get-project.json", &id, none).await;
+    let (status, _, body) = env
+        .send_documented_event("api-get-project.json", (&id, none), "/projects/{id}", "get")
+        .await;
     assert_eq!(status, 200);
-    assert_documented(
-        "/projects/{id}",
-        "get",
-        status,
-        header(&headers, "content-type"),
-        body.as_ref(),
-    );
     let report = body.unwrap();
     assert_eq!(report["status"], "ready");
     assert_eq!(report["timeline"].as_array().unwrap().len(), 6);
@@ -67,38 +57,36 @@ async fn every_route_answers_its_sample_event_as_openapi_yaml_says() {
         );
     }
 
-    let (status, headers, body) = env.send_event("api-list-jobs.json", none, none).await;
-    assert_eq!(status, 200);
-    assert_documented(
-        "/provisioning/jobs",
-        "get",
-        status,
-        header(&headers, "content-type"),
-        body.as_ref(),
-    );
-
-    let (status, headers, body) = env
-        .send_event("api-admin-provisioning.json", none, none)
+    let (status, _, _) = env
+        .send_documented_event(
+            "api-list-jobs.json",
+            (none, none),
+            "/provisioning/jobs",
+            "get",
+        )
         .await;
     assert_eq!(status, 200);
-    assert_documented(
-        "/admin/provisioning",
-        "get",
-        status,
-        header(&headers, "content-type"),
-        body.as_ref(),
-    );
+
+    let (status, _, body) = env
+        .send_documented_event(
+            "api-admin-provisioning.json",
+            (none, none),
+            "/admin/provisioning",
+            "get",
+        )
+        .await;
+    assert_eq!(status, 200);
     assert_eq!(body.unwrap()["projects_by_status"]["ready"], 1);
 
-    let (status, headers, body) = env.send_event("api-create-api-key.json", &id, none).await;
+    let (status, _, body) = env
+        .send_documented_event(
+            "api-create-api-key.json",
+            (&id, none),
+            "/projects/{id}/api-keys",
+            "post",
+        )
+        .await;
     assert_eq!(status, 201, "{body:?}");
-    assert_documented(
-        "/projects/{id}/api-keys",
-        "post",
-        status,
-        header(&headers, "content-type"),
-        body.as_ref(),
-    );
     let issued = body.unwrap();
     let key = issued["key"].as_str().unwrap().to_owned();
     let key_id = issued["id"].as_str().unwrap().to_owned();
@@ -117,17 +105,15 @@ async fn every_route_answers_its_sample_event_as_openapi_yaml_says() {
     let (_, _, report) = env.send_event("api-get-project.json", &id, none).await;
     assert!(!report.unwrap().to_string().contains(&key));
 
-    let (status, headers, body) = env
-        .send_event("api-revoke-api-key.json", &id, &key_id)
+    let (status, _, _) = env
+        .send_documented_event(
+            "api-revoke-api-key.json",
+            (&id, &key_id),
+            "/projects/{id}/api-keys/{key_id}",
+            "delete",
+        )
         .await;
     assert_eq!(status, 204);
-    assert_documented(
-        "/projects/{id}/api-keys/{key_id}",
-        "delete",
-        status,
-        header(&headers, "content-type"),
-        body.as_ref(),
-    );
     assert_eq!(
         verify_key(&db, &key).await.unwrap(),
         None,
@@ -147,15 +133,15 @@ async fn every_route_answers_its_sample_event_as_openapi_yaml_says() {
         .await;
     assert_eq!(status, 204, "revoking twice is harmless");
 
-    let (status, headers, body) = env.send_event("api-retry-project.json", &id, none).await;
+    let (status, _, _) = env
+        .send_documented_event(
+            "api-retry-project.json",
+            (&id, none),
+            "/projects/{id}/provisioning/retry",
+            "post",
+        )
+        .await;
     assert_eq!(status, 409, "a ready project cannot be retried");
-    assert_documented(
-        "/projects/{id}/provisioning/retry",
-        "post",
-        status,
-        header(&headers, "content-type"),
-        body.as_ref(),
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -92,6 +92,26 @@ impl TestEnv {
     }
 }
 
+impl TestEnv {
+    /// `send_event`, asserting that the answer is what openapi.yaml documents
+    /// for `method route`.
+    pub async fn send_documented_event(
+        &self,
+        file: &str,
+        ids: (&str, &str),
+        route: &str,
+        method: &str,
+    ) -> (u16, Vec<(String, String)>, Option<Value>) {
+        let (status, headers, body) = self.send_event(file, ids.0, ids.1).await;
+        let content_type = headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.as_str());
+        assert_documented(route, method, status, content_type, body.as_ref());
+        (status, headers, body)
+    }
+}
+
 fn openapi() -> &'static Value {
     static DOC: OnceLock<Value> = OnceLock::new();
     DOC.get_or_init(|| {

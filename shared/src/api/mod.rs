@@ -21,6 +21,18 @@ pub struct Api {
     pub pipeline: Pipeline,
 }
 
+impl Api {
+    /// A control-plane connection; pool trouble becomes a 503 problem.
+    pub async fn db(&self) -> Result<deadpool_postgres::Object, Problem> {
+        Ok(self
+            .pipeline
+            .db
+            .get()
+            .await
+            .map_err(crate::error::StageError::from)?)
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ApiRequest {
     pub method: String,

@@ -155,12 +155,7 @@ async fn create_project(api: &Api, req: &ApiRequest) -> Handled {
     };
     let request: NewProject = json_body(req)?;
     project::validate_new_project(&request).map_err(|v| Problem::invalid(v.field, v.rule))?;
-    let db = api
-        .pipeline
-        .db
-        .get()
-        .await
-        .map_err(crate::error::StageError::from)?;
+    let db = api.db().await?;
     if let Some(key) = &key {
         match idempotency::claim(
             &db,
@@ -243,12 +238,7 @@ async fn create_project(api: &Api, req: &ApiRequest) -> Handled {
 
 async fn get_project(api: &Api, id: &str) -> Handled {
     let id = path_id(id)?;
-    let db = api
-        .pipeline
-        .db
-        .get()
-        .await
-        .map_err(crate::error::StageError::from)?;
+    let db = api.db().await?;
     let report = report::load_project_report(&db, id)
         .await?
         .ok_or_else(|| Problem::not_found(&format!("project {id}")))?;
@@ -407,12 +397,7 @@ async fn list_jobs(api: &Api, req: &ApiRequest) -> Handled {
             }
         }
     }
-    let db = api
-        .pipeline
-        .db
-        .get()
-        .await
-        .map_err(crate::error::StageError::from)?;
+    let db = api.db().await?;
     let page = report::list_jobs(&db, status.as_deref(), limit, cursor).await?;
     Ok(ApiResponse::json(
         200,
@@ -421,12 +406,7 @@ async fn list_jobs(api: &Api, req: &ApiRequest) -> Handled {
 }
 
 async fn admin_summary(api: &Api) -> Handled {
-    let db = api
-        .pipeline
-        .db
-        .get()
-        .await
-        .map_err(crate::error::StageError::from)?;
+    let db = api.db().await?;
     let summary = report::admin_summary(&db).await?;
     Ok(ApiResponse::json(
         200,
