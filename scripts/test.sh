@@ -29,6 +29,9 @@ for step in scripts/invoke-local.sh scripts/check-template.sh; do
   fi
 
 done
+# Stop the stack first, so the summary is the last line printed.
+trap - EXIT
+scripts/stack.sh down
 echo
 echo "tests: ${passed} passed, ${failed} failed"
 exit "$status"
