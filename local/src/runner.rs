@@ -58,7 +58,9 @@ pub struct Runner {
 }
 
 impl Runner {
-    /// A consumer for every stage queue and every stage's DLQ, all sharing `pipeline`.
+    /// A consumer for every stage queue and every stage's DLQ. Like separate
+    /// Lambda functions, each consumer has its own connection pool (a pool sized
+    /// for one function instance, shared by twelve, runs dry under load).
     pub fn new(sqs: aws_sdk_sqs::Client, pipeline: Pipeline) -> Runner {
         let url_prefix = pipeline.settings.queue_url_prefix.clone();
         let mut consumers = Vec::new();
@@ -66,14 +68,14 @@ impl Runner {
             consumers.push(Consumer {
                 queue_name: stage.queue_name().to_owned(),
                 queue_url: format!("{url_prefix}{}", stage.queue_name()),
-                function: StageFunction::new(Role::Stage(stage), pipeline.clone()),
+                function: StageFunction::new(Role::Stage(stage), pipeline.with_own_pool()),
             });
         }
         for stage in Stage::ALL {
             consumers.push(Consumer {
                 queue_name: stage.dead_letter_queue_name(),
                 queue_url: format!("{url_prefix}{}", stage.dead_letter_queue_name()),
-                function: StageFunction::new(Role::DeadLetter, pipeline.clone()),
+                function: StageFunction::new(Role::DeadLetter, pipeline.with_own_pool()),
             });
         }
         let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
@@ -205,8 +207,16 @@ impl Runner {
     pub async fn run(&self, workers: usize, mut stop: watch::Receiver<bool>) {
         let mut tasks = Vec::new();
         for consumer in &self.consumers {
-            for _ in 0..workers.max(1) {
-                let runner = self.clone();
+            for worker in 0..workers.max(1) {
+                let mut runner = self.clone();
+                if worker > 0 {
+                    // Another concurrent invocation: another instance, another pool.
+                    for c in &mut runner.consumers {
+                        let role = c.function.role();
+                        c.function =
+                            StageFunction::new(role, c.function.pipeline().with_own_pool());
+                    }
+                }
                 let queue = consumer.queue_name.clone();
                 let mut stop = stop.clone();
                 tasks.push(tokio::spawn(async move {

@@ -50,11 +50,12 @@ impl Pipeline {
         let aws = aws_config().await;
         let secrets_client = aws_sdk_secretsmanager::Client::new(&aws);
         resolve_database(&mut settings, &secrets_client).await?;
-        let pool_size = settings
-            .db_pool_size
-            .max(2 * settings.batch_concurrency + 1);
         let tls = settings.tls()?;
-        let db = crate::db::pool(settings.database_config(), tls.clone(), pool_size);
+        let db = crate::db::pool(
+            settings.database_config(),
+            tls.clone(),
+            pool_size(&settings),
+        );
         let queue = SqsQueue::new(
             aws_sdk_sqs::Client::new(&aws),
             settings.queue_url_prefix.clone(),
@@ -72,6 +73,28 @@ impl Pipeline {
             secrets: Arc::new(secrets),
             registrar: Arc::new(registrar),
         })
+    }
+}
+
+/// One message holds at most two connections at once (the project lock and its
+/// work), so a function instance needs 2 x batch concurrency + 1.
+fn pool_size(settings: &Settings) -> usize {
+    settings
+        .db_pool_size
+        .max(2 * settings.batch_concurrency + 1)
+}
+
+impl Pipeline {
+    /// The same pipeline with a pool of its own, as another function instance
+    /// would have (the local runner gives one to every queue consumer).
+    pub fn with_own_pool(&self) -> Pipeline {
+        let mut other = self.clone();
+        other.db = crate::db::pool(
+            self.settings.database_config(),
+            self.tls.clone(),
+            pool_size(&self.settings),
+        );
+        other
     }
 }
 
