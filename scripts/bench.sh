@@ -23,7 +23,7 @@ target/lambda/bench/bootstrap
 # The README shows the latest table, between its bench markers.
 python3 - <<'PY'
 import re
-results = open("bench/results.md").read().split("\n", 2)[2]
+results = open("bench/results.md").read().split("\n", 2)[2].replace("\n## ", "\n### ")
 readme = open("README.md").read()
 start, end = "<!-- bench:start -->", "<!-- bench:end -->"
 block = f"{start}\n{results.strip()}\n{end}"
