@@ -7,11 +7,8 @@ use pipeline_tests::*;
 use provisioning::api_keys::verify_key;
 use provisioning::domain::Service;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::time::Duration;
 use uuid::Uuid;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
@@ -779,26 +776,8 @@ async fn bad_requests_get_the_right_4xx_naming_the_field_and_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_of_a_failed_project_resumes_from_the_failed_stage_and_reaches_ready() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/storage"))
-        .respond_with(ResponseTemplate::new(400))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/storage"))
-        .respond_with(ResponseTemplate::new(200))
-        .with_priority(2)
-        .mount(&server)
-        .await;
-    let urls = HashMap::from([(Service::Storage, format!("{}/storage", server.uri()))]);
-    let env = TestEnv::with(EnvOptions {
-        registration_urls: urls,
-        ..Default::default()
-    })
-    .await;
+    let server = registration_endpoint(Service::Storage, 400, Some(1)).await;
+    let env = env_with_service(Service::Storage, &server).await;
     let created = env.create(&project("second-chance")).await;
     let failed = env.settle(created.project_id).await;
     assert_eq!(

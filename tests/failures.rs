@@ -4,20 +4,8 @@
 
 use pipeline_tests::*;
 use provisioning::domain::{Service, Stage, StageMessage};
-use std::collections::HashMap;
 use std::time::Duration;
 use uuid::Uuid;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
-
-async fn env_with_service(service: Service, server: &MockServer) -> TestEnv {
-    let urls = HashMap::from([(service, format!("{}/{service}", server.uri()))]);
-    TestEnv::with(EnvOptions {
-        registration_urls: urls,
-        ..Default::default()
-    })
-    .await
-}
 
 fn stage<'a>(
     report: &'a provisioning::report::ProjectReport,
@@ -28,20 +16,7 @@ fn stage<'a>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registration_answering_503_twice_succeeds_on_the_third_receive() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/auth"))
-        .respond_with(ResponseTemplate::new(503))
-        .up_to_n_times(2)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/auth"))
-        .respond_with(ResponseTemplate::new(200))
-        .with_priority(2)
-        .mount(&server)
-        .await;
+    let server = registration_endpoint(Service::Auth, 503, Some(2)).await;
     let env = env_with_service(Service::Auth, &server).await;
     let created = env.create(&project("flaky")).await;
 
@@ -60,12 +35,7 @@ async fn a_registration_answering_503_twice_succeeds_on_the_third_receive() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stage_that_always_fails_reaches_the_dlq_after_three_receives_and_fails_the_project() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/storage"))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&server)
-        .await;
+    let server = registration_endpoint(Service::Storage, 503, None).await;
     let env = env_with_service(Service::Storage, &server).await;
     let created = env.create(&project("doomed")).await;
 
@@ -191,12 +161,7 @@ async fn exceeding_the_api_key_quota_fails_the_project_at_validation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_4xx_from_a_service_fails_the_project_without_retry() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/realtime"))
-        .respond_with(ResponseTemplate::new(400))
-        .mount(&server)
-        .await;
+    let server = registration_endpoint(Service::Realtime, 400, None).await;
     let env = env_with_service(Service::Realtime, &server).await;
     let created = env.create(&project("rejected")).await;
 

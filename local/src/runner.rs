@@ -105,7 +105,14 @@ impl Runner {
         queue_name: &str,
         delivery: Delivery,
     ) -> Result<PollReport, RunnerError> {
-        let consumer = self.consumer(queue_name);
+        self.poll(self.consumer(queue_name), delivery).await
+    }
+
+    async fn poll(
+        &self,
+        consumer: &Consumer,
+        delivery: Delivery,
+    ) -> Result<PollReport, RunnerError> {
         let received = self
             .sqs
             .receive_message()
@@ -208,21 +215,19 @@ impl Runner {
         let mut tasks = Vec::new();
         for consumer in &self.consumers {
             for worker in 0..workers.max(1) {
-                let mut runner = self.clone();
+                let runner = self.clone();
+                let mut consumer = consumer.clone();
                 if worker > 0 {
                     // Another concurrent invocation: another instance, another pool.
-                    for c in &mut runner.consumers {
-                        let role = c.function.role();
-                        c.function =
-                            StageFunction::new(role, c.function.pipeline().with_own_pool());
-                    }
+                    let pipeline = consumer.function.pipeline().with_own_pool();
+                    consumer.function = StageFunction::new(consumer.function.role(), pipeline);
                 }
                 let queue = consumer.queue_name.clone();
                 let mut stop = stop.clone();
                 tasks.push(tokio::spawn(async move {
                     while !*stop.borrow() {
                         tokio::select! {
-                            result = runner.poll_once(&queue, Delivery::Normal) => {
+                            result = runner.poll(&consumer, Delivery::Normal) => {
                                 if let Err(e) = result {
                                     tracing::warn!(queue, error = %e, "poll failed");
                                     tokio::time::sleep(Duration::from_millis(250)).await;

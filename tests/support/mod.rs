@@ -545,3 +545,45 @@ pub async fn admin_on(database: &str) -> tokio_postgres::Client {
     ))
     .await
 }
+
+/// A registration endpoint for `service` that answers `status` to the first
+/// `failures` calls (every call when None) and 200 after that.
+pub async fn registration_endpoint(
+    service: Service,
+    status: u16,
+    failures: Option<u64>,
+) -> wiremock::MockServer {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    let failing = Mock::given(method("POST"))
+        .and(path(format!("/{service}")))
+        .respond_with(ResponseTemplate::new(status));
+    match failures {
+        Some(n) => {
+            failing
+                .up_to_n_times(n)
+                .with_priority(1)
+                .mount(&server)
+                .await;
+            Mock::given(method("POST"))
+                .and(path(format!("/{service}")))
+                .respond_with(ResponseTemplate::new(200))
+                .with_priority(2)
+                .mount(&server)
+                .await;
+        }
+        None => failing.mount(&server).await,
+    }
+    server
+}
+
+/// A test environment whose `service` registers at `server`.
+pub async fn env_with_service(service: Service, server: &wiremock::MockServer) -> TestEnv {
+    let urls = HashMap::from([(service, format!("{}/{service}", server.uri()))]);
+    TestEnv::with(EnvOptions {
+        registration_urls: urls,
+        ..Default::default()
+    })
+    .await
+}
