@@ -18,6 +18,10 @@ trap 'scripts/stack.sh down' EXIT
 PG_DURABLE=1 scripts/stack.sh up
 # shellcheck disable=SC1091
 source .local/env
+# The bench reports CPU time by process: it reads these servers' /proc entries.
+BENCH_PG_PID=$(head -n 1 .local/pg/data/postmaster.pid)
+BENCH_MOTO_PID=$(cat .local/moto.pid)
+export BENCH_PG_PID BENCH_MOTO_PID
 target/lambda/bench/bootstrap
 
 # The README shows the latest table, between its bench markers.

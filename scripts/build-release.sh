@@ -16,5 +16,5 @@ echo "[build] cargo lambda build --release: $(( $(date +%s) - start )) s"
 for f in "${functions[@]}"; do
   file="target/lambda/$f/bootstrap"
   [[ -f $file ]] || { echo "[build] missing $file" >&2; exit 1; }
-  awk -v f="$f" -v s="$(stat -c %s "$file")" 'BEGIN { printf "[build] %-18s %6.2f MB\n", f, s / 1048576 }'
+  awk -v f="$f" -v s="$(stat -c %s "$file")" 'BEGIN { printf "[build] %-18s %6.2f MB (%d bytes)\n", f, s / 1e6, s }'
 done

@@ -2,6 +2,7 @@
 //! demo, all against the local stack started by `scripts/stack.sh`.
 
 pub mod bench;
+pub mod cpu;
 pub mod demo;
 pub mod http;
 pub mod queues;

@@ -25,7 +25,7 @@ impl MigrateFunction {
 
     /// With settings whose database source is already a connection config.
     pub fn new(settings: Settings) -> Result<MigrateFunction, Error> {
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_client()?
             .timeout(std::time::Duration::from_secs(30))
             .build()?;
         Ok(MigrateFunction { settings, http })

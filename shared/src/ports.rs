@@ -36,24 +36,32 @@ pub trait SecretStore: Send + Sync {
     ) -> Result<(), StageError>;
 }
 
-/// Reads the secret, creating it from `make` the first time. Whoever wins a race
-/// to create it, every caller ends up with the one stored value.
+/// Creates the secret from `make`, or reads it back when it already exists.
+/// Whoever wins a race to create it, every caller ends up with the one stored
+/// value. Creating first costs one call on the common path (a first attempt);
+/// a redelivery pays a failed create and a read.
 pub async fn get_or_create_secret(
     store: &dyn SecretStore,
     name: &str,
     request_token: Uuid,
     make: impl FnOnce() -> SecretString,
 ) -> Result<SecretString, StageError> {
-    if let Some(existing) = store.get(name).await? {
-        return Ok(existing);
-    }
     let value = make();
-    if store.create(name, request_token, &value).await? {
-        return Ok(value);
+    let refused = match store.create(name, request_token, &value).await {
+        Ok(true) => return Ok(value),
+        Ok(false) => None,
+        // A redelivery's create carries the first attempt's request token with
+        // a different value; whatever the service calls that refusal, the
+        // stored value, if there is one, is the answer.
+        Err(e) => Some(e),
+    };
+    match (store.get(name).await?, refused) {
+        (Some(existing), _) => Ok(existing),
+        (None, Some(e)) => Err(e),
+        (None, None) => Err(StageError::retryable(format!(
+            "secret {name} exists but cannot be read yet"
+        ))),
     }
-    store.get(name).await?.ok_or_else(|| {
-        StageError::retryable(format!("secret {name} exists but cannot be read yet"))
-    })
 }
 
 /// What a platform service is told about a new project.

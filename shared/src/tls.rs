@@ -45,7 +45,21 @@ impl TlsMode {
 }
 
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// An HTTP client builder whose TLS is rustls with the same crypto provider as
+/// every other connection, checking certificates against the system's trust
+/// store (registration endpoints, CloudFormation's pre-signed S3 URL).
+pub fn http_client() -> Result<reqwest::ClientBuilder, String> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("tls: {e}"))?
+        .with_platform_verifier()
+        .map_err(|e| format!("tls: {e}"))?
+        .with_no_client_auth();
+    Ok(reqwest::Client::builder().tls_backend_preconfigured(config))
 }
 
 /// The connector for a mode; `root_cert` is a PEM bundle for verify-full.
@@ -150,5 +164,37 @@ mod tests {
             assert!(connector(mode, None).is_ok());
         }
         assert!(connector(TlsMode::VerifyFull, Some("/nonexistent.pem")).is_err());
+    }
+
+    /// A listener that answers every connection with a plain HTTP 200.
+    async fn plain_http_server() -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let _ = socket.read(&mut buf).await;
+                    let _ = socket
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                });
+            }
+        });
+        address
+    }
+
+    #[tokio::test]
+    async fn the_http_client_speaks_tls_to_https_urls() {
+        let address = plain_http_server().await;
+        let client = http_client().unwrap().build().unwrap();
+        let plain = client.get(format!("http://{address}/")).send().await;
+        assert_eq!(plain.unwrap().status(), 200);
+        // Same server, https: the handshake must fail rather than fall back to plaintext.
+        let tls = client.get(format!("https://{address}/")).send().await;
+        assert!(tls.is_err(), "an https request was answered in plaintext");
     }
 }

@@ -9,6 +9,7 @@
 use local_dev::bench::{
     floor_pipeline, floor_project, ms, percentile, PortTime, TimedQueue, TimedSecrets,
 };
+use local_dev::cpu::{CpuSample, StackPids};
 use local_dev::runtime_api::{peak_rss_kib, FakeRuntime};
 use local_dev::{create_queues, QueueSettings, Runner};
 use provisioning::db::{migrate, CONTROL_PLANE_MIGRATIONS};
@@ -233,6 +234,8 @@ async fn main() -> Result<(), Error> {
     let scale_n = count("BENCH_SCALE", 1000);
     let init_runs = count("BENCH_INIT_RUNS", 20);
     let mut r = Report { out: String::new() };
+    let pids = StackPids::from_env();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let hash = hash_cost();
 
     // ---- latency ----------------------------------------------------------
@@ -318,9 +321,11 @@ async fn main() -> Result<(), Error> {
     r.line("| concurrency per stage | pipeline projects/s | floor projects/s | ratio |");
     r.line("|---:|---:|---:|---:|");
     let mut throughput_ratios = Vec::new();
+    let mut cpu_rows = Vec::new();
     for workers in [1usize, 2] {
         let s = series(&format!("burst{workers}")).await?;
         let floor = floor_pipeline(&s.pipeline);
+        let cpu_before = CpuSample::take(pids);
         let started = Instant::now();
         let tasks: Vec<_> = (0..workers)
             .map(|w| {
@@ -336,7 +341,13 @@ async fn main() -> Result<(), Error> {
         for t in tasks {
             t.await??;
         }
-        let floor_rate = burst_n as f64 / started.elapsed().as_secs_f64();
+        let floor_wall = started.elapsed();
+        let floor_rate = burst_n as f64 / floor_wall.as_secs_f64();
+        cpu_rows.push((
+            format!("floor, {workers}"),
+            CpuSample::take(pids).since(&cpu_before),
+            floor_wall,
+        ));
         let mut ids = Vec::new();
         for i in 0..burst_n {
             ids.push(
@@ -345,16 +356,42 @@ async fn main() -> Result<(), Error> {
                     .project_id,
             );
         }
+        // Every message is queued: the clock starts when the invocations do.
+        let cpu_before = CpuSample::take(pids);
+        let started = Instant::now();
         let running = s.runner.spawn(workers);
-        let times = wait_ready(&s, &ids).await?;
+        wait_ready(&s, &ids).await?;
+        let wall = started.elapsed();
         running.stop().await;
-        let first = times.iter().map(|t| t.0).fold(f64::MAX, f64::min);
-        let last = times.iter().map(|t| t.1).fold(0.0, f64::max);
-        let rate = burst_n as f64 / ((last - first) / 1000.0);
+        cpu_rows.push((
+            format!("pipeline, {workers}"),
+            CpuSample::take(pids).since(&cpu_before),
+            wall,
+        ));
+        let rate = burst_n as f64 / wall.as_secs_f64();
         throughput_ratios.push(rate / floor_rate);
         r.line(format!(
             "| {workers} | {rate:.2} | {floor_rate:.2} | {:.2} |",
             rate / floor_rate
+        ));
+    }
+    r.line("");
+    r.line(format!(
+        "Where the cores went: CPU ms per project, by process, and the machine's busy and iowait share of {cores} cores \
+         (the bench process runs the floor, or the runner with every handler and scrypt)."
+    ));
+    r.line("");
+    r.line("| run, concurrency | bench process | postgres | moto | machine busy | iowait |");
+    r.line("|---|---:|---:|---:|---:|---:|");
+    for (name, used, wall) in &cpu_rows {
+        let per = |seconds: f64| seconds * 1000.0 / burst_n as f64;
+        r.line(format!(
+            "| {name} | {:.1} | {:.1} | {:.1} | {:.0}% | {:.0}% |",
+            per(used.this_process),
+            per(used.postgres),
+            per(used.moto),
+            100.0 * used.utilisation(*wall, cores),
+            100.0 * used.machine_iowait / (wall.as_secs_f64() * cores as f64),
         ));
     }
     r.line("");
@@ -417,7 +454,7 @@ async fn main() -> Result<(), Error> {
     let events = function_events(&f).await?;
     r.line(format!("## Functions as shipped (release, x86_64, stripped): init = process start to first `next` request, median of {init_runs}"));
     r.line("");
-    r.line("| function | binary MB | init ms (median) | peak RSS MiB (one invocation) | answer |");
+    r.line("| function | binary MB (10^6 bytes) | init ms (median) | peak RSS MiB (one invocation) | answer |");
     r.line("|---|---:|---:|---:|---|");
     let mut worst = (0.0f64, 0.0f64, 0.0f64);
     for (function, event) in &events {
@@ -425,7 +462,7 @@ async fn main() -> Result<(), Error> {
         let size = std::fs::metadata(&binary)
             .map_err(|e| format!("{binary}: {e} (make build first)"))?
             .len() as f64
-            / 1048576.0;
+            / 1e6;
         let mut inits = Vec::new();
         for _ in 0..init_runs {
             let runtime = FakeRuntime::start(None).await?;

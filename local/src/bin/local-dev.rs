@@ -111,7 +111,7 @@ async fn run_demo(file: &str) -> Result<ExitCode, Error> {
     let body = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
     let (pipeline, runner) = setup().await?;
     let (base_url, stop, running) = start(pipeline, runner, 0).await?;
-    let client = reqwest::Client::new();
+    let client = provisioning::tls::http_client()?.build()?;
     let response = client
         .post(format!("{base_url}/projects"))
         .header("content-type", "application/json")

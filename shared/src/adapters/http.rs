@@ -17,14 +17,12 @@ pub struct HttpRegistrar {
 }
 
 impl HttpRegistrar {
-    pub fn new(
-        urls: HashMap<Service, String>,
-        timeout: Duration,
-    ) -> Result<HttpRegistrar, reqwest::Error> {
-        let client = reqwest::Client::builder()
+    pub fn new(urls: HashMap<Service, String>, timeout: Duration) -> Result<HttpRegistrar, String> {
+        let client = crate::tls::http_client()?
             .timeout(timeout)
             .connect_timeout(timeout)
-            .build()?;
+            .build()
+            .map_err(|e| format!("http client: {e}"))?;
         Ok(HttpRegistrar { client, urls })
     }
 }
