@@ -2,8 +2,11 @@
 //! no Secrets Manager), timing decorators for the ports, and series helpers.
 
 use async_trait::async_trait;
+use provisioning::adapters::http::HttpRegistrar;
 use provisioning::domain::{NewProject, Stage, StageMessage};
-use provisioning::ports::{MessageQueue, SecretStore};
+use provisioning::ports::{
+    MessageQueue, Registration, RegistrationRequest, SecretStore, ServiceRegistrar,
+};
 use provisioning::project::create_project;
 use provisioning::{Outcome, Pipeline, StageError};
 use secrecy::{ExposeSecret, SecretString};
@@ -135,13 +138,72 @@ impl SecretStore for TimedSecrets {
     }
 }
 
+/// Times every call through a registrar port.
+pub struct TimedRegistrar(pub Arc<dyn ServiceRegistrar>, pub Arc<PortTime>);
+
+#[async_trait]
+impl ServiceRegistrar for TimedRegistrar {
+    fn is_configured(&self, service: provisioning::domain::Service) -> bool {
+        self.0.is_configured(service)
+    }
+
+    async fn register(&self, request: &RegistrationRequest) -> Result<Registration, StageError> {
+        let started = Instant::now();
+        let result = self.0.register(request).await;
+        self.1.add(started);
+        result
+    }
+}
+
 /// The floor: the pipeline's own executor and stage logic, every stage run
-/// inline one after the other, with no queue and secrets kept in memory.
+/// inline one after the other, with no queue, secrets kept in memory and no
+/// service registration calls.
 pub fn floor_pipeline(real: &Pipeline) -> Pipeline {
     let mut floor = real.clone();
     floor.queue = Arc::new(NoQueue);
     floor.secrets = Arc::new(MemorySecrets::default());
+    floor.registrar = Arc::new(HttpRegistrar::new(HashMap::new(), Duration::from_secs(1)));
     floor
+}
+
+/// A registration endpoint on localhost that accepts every project at once
+/// (200 with an id and an endpoint), so the pipeline's registration stage
+/// makes its real HTTP calls. Returns the base URL.
+pub async fn registration_stub() -> std::io::Result<String> {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    use hyper_util::rt::TokioIo;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let served = Arc::new(AtomicU64::new(0));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let served = served.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        let n = served.fetch_add(1, Ordering::Relaxed);
+                        async move {
+                            let _ = request.into_body().collect().await;
+                            let body = format!(
+                                r#"{{"id":"reg-{n}","endpoint":"http://stub.invalid/{n}"}}"#
+                            );
+                            Ok::<_, std::convert::Infallible>(
+                                hyper::Response::builder()
+                                    .header("content-type", "application/json")
+                                    .body(Full::new(Bytes::from(body)))
+                                    .expect("static response parts"),
+                            )
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(format!("http://{address}"))
 }
 
 /// Provisions one project on the floor; returns its wall time.

@@ -64,7 +64,7 @@ impl Pipeline {
         let registrar = HttpRegistrar::new(
             settings.registration_urls.clone(),
             settings.registration_timeout,
-        )?;
+        );
         Ok(Pipeline {
             settings: Arc::new(settings),
             tls,

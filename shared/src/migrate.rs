@@ -12,7 +12,6 @@ pub type Error = lambda_runtime::Error;
 
 pub struct MigrateFunction {
     settings: Settings,
-    http: reqwest::Client,
 }
 
 impl MigrateFunction {
@@ -25,10 +24,7 @@ impl MigrateFunction {
 
     /// With settings whose database source is already a connection config.
     pub fn new(settings: Settings) -> Result<MigrateFunction, Error> {
-        let http = crate::tls::http_client()?
-            .timeout(std::time::Duration::from_secs(30))
-            .build()?;
-        Ok(MigrateFunction { settings, http })
+        Ok(MigrateFunction { settings })
     }
 
     /// Applies the migrations; returns the control-plane schema version.
@@ -77,9 +73,13 @@ impl MigrateFunction {
             .get("ResponseURL")
             .and_then(Value::as_str)
             .ok_or("custom resource event without ResponseURL")?;
+        // Built here rather than at cold start: one answer per invocation, and
+        // the trust store it loads is not needed before.
+        let http = crate::tls::http_client()?
+            .timeout(std::time::Duration::from_secs(30))
+            .build()?;
         // CloudFormation expects an empty content type on the pre-signed URL.
-        self.http
-            .put(url)
+        http.put(url)
             .header("content-type", "")
             .body(response.to_string())
             .send()

@@ -90,3 +90,92 @@ pub trait ServiceRegistrar: Send + Sync {
     fn is_configured(&self, service: Service) -> bool;
     async fn register(&self, request: &RegistrationRequest) -> Result<Registration, StageError>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+    use std::sync::Mutex;
+
+    /// A store that already holds `stored` (if any) and answers create with `refusal`.
+    struct Store {
+        stored: Option<&'static str>,
+        refusal: fn() -> Result<bool, StageError>,
+        calls: Mutex<Vec<&'static str>>,
+    }
+
+    #[async_trait]
+    impl SecretStore for Store {
+        async fn get(&self, _name: &str) -> Result<Option<SecretString>, StageError> {
+            self.calls.lock().unwrap().push("get");
+            Ok(self.stored.map(|s| SecretString::from(s.to_owned())))
+        }
+        async fn create(&self, _: &str, _: Uuid, _: &SecretString) -> Result<bool, StageError> {
+            self.calls.lock().unwrap().push("create");
+            match self.stored {
+                None => Ok(true),
+                Some(_) => (self.refusal)(),
+            }
+        }
+        async fn put(&self, _: &str, _: Uuid, _: &SecretString) -> Result<(), StageError> {
+            unreachable!("get_or_create_secret never overwrites")
+        }
+    }
+
+    fn store(stored: Option<&'static str>, refusal: fn() -> Result<bool, StageError>) -> Store {
+        Store {
+            stored,
+            refusal,
+            calls: Mutex::new(Vec::new()),
+        }
+    }
+
+    async fn run(store: &Store) -> Result<String, StageError> {
+        let value = get_or_create_secret(store, "s", Uuid::nil(), || {
+            SecretString::from("fresh".to_owned())
+        })
+        .await?;
+        Ok(value.expose_secret().to_owned())
+    }
+
+    #[tokio::test]
+    async fn a_first_attempt_creates_with_one_call() {
+        let s = store(None, || Ok(false));
+        assert_eq!(run(&s).await.unwrap(), "fresh");
+        assert_eq!(*s.calls.lock().unwrap(), ["create"]);
+    }
+
+    #[tokio::test]
+    async fn a_redelivery_gets_the_stored_value_whatever_the_refusal_is_called() {
+        let exists = store(Some("first"), || Ok(false));
+        assert_eq!(run(&exists).await.unwrap(), "first");
+        assert_eq!(*exists.calls.lock().unwrap(), ["create", "get"]);
+        let token_clash = store(Some("first"), || {
+            Err(StageError::permanent("InvalidRequestException".to_owned()))
+        });
+        assert_eq!(run(&token_clash).await.unwrap(), "first");
+    }
+
+    #[tokio::test]
+    async fn a_refused_create_with_nothing_stored_reports_the_refusal() {
+        struct Refusing;
+        #[async_trait]
+        impl SecretStore for Refusing {
+            async fn get(&self, _: &str) -> Result<Option<SecretString>, StageError> {
+                Ok(None)
+            }
+            async fn create(&self, _: &str, _: Uuid, _: &SecretString) -> Result<bool, StageError> {
+                Err(StageError::permanent("AccessDeniedException".to_owned()))
+            }
+            async fn put(&self, _: &str, _: Uuid, _: &SecretString) -> Result<(), StageError> {
+                Ok(())
+            }
+        }
+        let error = get_or_create_secret(&Refusing, "s", Uuid::nil(), || {
+            SecretString::from("fresh".to_owned())
+        })
+        .await
+        .unwrap_err();
+        assert!(error.to_string().contains("AccessDenied"), "{error}");
+    }
+}

@@ -3,6 +3,7 @@ use crate::error::StageError;
 use crate::ports::{Registration, RegistrationRequest, ServiceRegistrar};
 use async_trait::async_trait;
 use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Registers projects by POSTing to each service's configured URL.
@@ -12,18 +13,36 @@ use std::time::Duration;
 /// any other 4xx: permanent.
 #[derive(Clone, Debug)]
 pub struct HttpRegistrar {
-    client: reqwest::Client,
+    client: OnceLock<reqwest::Client>,
+    timeout: Duration,
     urls: HashMap<Service, String>,
 }
 
 impl HttpRegistrar {
-    pub fn new(urls: HashMap<Service, String>, timeout: Duration) -> Result<HttpRegistrar, String> {
-        let client = crate::tls::http_client()?
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .build()
-            .map_err(|e| format!("http client: {e}"))?;
-        Ok(HttpRegistrar { client, urls })
+    pub fn new(urls: HashMap<Service, String>, timeout: Duration) -> HttpRegistrar {
+        HttpRegistrar {
+            client: OnceLock::new(),
+            timeout,
+            urls,
+        }
+    }
+
+    /// The HTTP client is built on the first registration, not at cold start:
+    /// it loads the system trust store, which only register-services needs.
+    fn client(&self) -> Result<&reqwest::Client, StageError> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
+        let client = crate::tls::http_client()
+            .and_then(|builder| {
+                builder
+                    .timeout(self.timeout)
+                    .connect_timeout(self.timeout)
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(|e| StageError::permanent(format!("building the HTTP client: {e}")))?;
+        Ok(self.client.get_or_init(|| client))
     }
 }
 
@@ -40,7 +59,7 @@ impl ServiceRegistrar for HttpRegistrar {
         };
         let what = format!("registering with {service}");
         let response = self
-            .client
+            .client()?
             .post(url)
             .header(
                 "Idempotency-Key",
