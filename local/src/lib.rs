@@ -8,6 +8,7 @@ pub mod http;
 pub mod queues;
 pub mod runner;
 pub mod runtime_api;
+pub mod sandbox;
 
 pub use queues::{create_queues, QueueSettings, LOCAL_QUEUE_NAME_PREFIX};
 pub use runner::{Delivery, PollReport, Runner, RunningRunner};

@@ -126,10 +126,31 @@ impl Runner {
                 RunnerError::Sqs(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
             })?;
         let messages = received.messages.unwrap_or_default();
+        self.handle_messages(consumer, &messages, delivery).await
+    }
+
+    /// Hands messages already received from a queue to its function, as one
+    /// batch, and acknowledges those that did not fail.
+    pub async fn handle(
+        &self,
+        queue_name: &str,
+        messages: &[aws_sdk_sqs::types::Message],
+        delivery: Delivery,
+    ) -> Result<PollReport, RunnerError> {
+        self.handle_messages(self.consumer(queue_name), messages, delivery)
+            .await
+    }
+
+    async fn handle_messages(
+        &self,
+        consumer: &Consumer,
+        messages: &[aws_sdk_sqs::types::Message],
+        delivery: Delivery,
+    ) -> Result<PollReport, RunnerError> {
         if messages.is_empty() {
             return Ok(PollReport::default());
         }
-        let event = self.to_event(consumer, &messages);
+        let event = self.to_event(consumer, messages);
         let response = consumer
             .function
             .handle_event(&event)

@@ -88,9 +88,26 @@ impl From<tokio_postgres::Error> for StageError {
                 }
             }
             // No SQLSTATE: the connection broke, timed out or could not be made.
-            None => StageError::retryable(format!("postgres connection: {e}")),
+            // The causes say why (e.g. "invalid peer certificate: UnknownIssuer");
+            // they are I/O and TLS errors, which carry no credentials.
+            None => StageError::retryable(format!("postgres connection: {}", with_causes(&e))),
         }
     }
+}
+
+/// An error's text followed by that of each of its sources, joined by ": ",
+/// skipping a source whose text the previous one already ends with.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn db_message(e: &tokio_postgres::Error) -> String {
@@ -111,6 +128,34 @@ impl From<deadpool_postgres::PoolError> for StageError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+    impl fmt::Display for Layer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn with_causes_names_every_source_once() {
+        let inner = Layer("invalid peer certificate: UnknownIssuer", None);
+        let middle = Layer(
+            "invalid peer certificate: UnknownIssuer",
+            Some(Box::new(inner)),
+        );
+        let outer = Layer("error performing TLS handshake", Some(Box::new(middle)));
+        assert_eq!(
+            with_causes(&outer),
+            "error performing TLS handshake: invalid peer certificate: UnknownIssuer"
+        );
+        assert_eq!(with_causes(&Layer("alone", None)), "alone");
+    }
 
     #[test]
     fn transient_sqlstates_are_retryable_and_logic_errors_are_not() {

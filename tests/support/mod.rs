@@ -8,8 +8,8 @@
 pub mod api;
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use local_dev::{create_queues, QueueSettings, Runner};
-use provisioning::db::{migrate, CONTROL_PLANE_MIGRATIONS};
+use local_dev::sandbox::{Sandbox, StackAddress};
+use local_dev::{QueueSettings, Runner};
 use provisioning::domain::{NewProject, Service, ServiceSelection};
 use provisioning::ports::MessageQueue;
 use provisioning::project::{create_project, CreatedProject};
@@ -140,71 +140,34 @@ impl TestEnv {
     pub async fn with(options: EnvOptions) -> TestEnv {
         init_logs();
         init_aws_env();
-        let id = Uuid::new_v4().simple().to_string()[..10].to_owned();
-        let admin_url = stack_var("PG_ADMIN_URL");
-        let admin = connect(&admin_url).await;
-        let database_name = format!("cp_{id}");
-        admin
-            .batch_execute(&format!("CREATE DATABASE {database_name}"))
-            .await
-            .expect("create control-plane database");
-        let database_url = format!("{}/{database_name}", admin_url.rsplit_once('/').unwrap().0);
-        let mut cp = connect(&database_url).await;
-        migrate(&mut cp, "control_plane", CONTROL_PLANE_MIGRATIONS)
-            .await
-            .expect("control-plane migrations");
-
-        let endpoint = stack_var("AWS_ENDPOINT_URL");
-        let mut vars: HashMap<&str, String> = HashMap::from([
-            ("DATABASE_URL", database_url),
-            (
-                "QUEUE_URL_PREFIX",
-                format!("{endpoint}/123456789012/t{id}-"),
-            ),
-            ("SECRET_PREFIX", format!("test-{id}/projects")),
-            ("TENANT_DB_HOST", stack_var("TENANT_DB_HOST")),
-            ("TENANT_DB_PORT", stack_var("TENANT_DB_PORT")),
+        let stack = StackAddress::from_lookup(|name| Some(stack_var(name))).expect("stack address");
+        let mut settings: Vec<(&'static str, String)> = vec![
             ("REGISTRATION_TIMEOUT_MS", "2000".into()),
             ("STAGE_LOCK_TIMEOUT_MS", "10000".into()),
-        ]);
+        ];
         if let Some(log_n) = options.scrypt_log_n {
-            vars.insert("API_KEY_SCRYPT_LOG_N", log_n.to_string());
+            settings.push(("API_KEY_SCRYPT_LOG_N", log_n.to_string()));
         }
-        for (name, value) in &options.extra {
-            vars.insert(name, value.clone());
+        settings.extend(options.extra);
+        for (service, url) in options.registration_urls {
+            settings.push((provisioning::config::registration_var(service), url));
         }
-        for (service, url) in &options.registration_urls {
-            vars.insert(
-                provisioning::config::registration_var(*service),
-                url.clone(),
-            );
-        }
-        let settings = Settings::from_lookup(|k| vars.get(k).cloned()).expect("test settings");
-        let aws = provisioning::adapters::aws_config().await;
-        let sqs = aws_sdk_sqs::Client::new(&aws);
-        let secrets = aws_sdk_secretsmanager::Client::new(&aws);
-        create_queues(
-            &sqs,
-            &settings.queue_url_prefix,
-            QueueSettings {
-                visibility_timeout_secs: TEST_VISIBILITY_SECS,
-                max_receive_count: 3,
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("creating queues in moto failed ({e}): {HOW_TO_START}"));
-        let pipeline = Pipeline::from_settings(settings.clone())
+        let queues = QueueSettings {
+            visibility_timeout_secs: TEST_VISIBILITY_SECS,
+            max_receive_count: 3,
+        };
+        let sandbox = Sandbox::create(&stack, "cp", settings, queues)
             .await
-            .expect("pipeline");
-        let runner = Arc::new(Runner::new(sqs.clone(), pipeline.clone()));
+            .unwrap_or_else(|e| panic!("{e}: {HOW_TO_START}"));
+        let runner = Arc::new(Runner::new(sandbox.sqs.clone(), sandbox.pipeline.clone()));
         TestEnv {
-            id,
-            settings,
-            pipeline,
+            id: sandbox.id,
+            settings: sandbox.settings,
+            pipeline: sandbox.pipeline,
             runner,
-            sqs,
-            secrets,
-            database_name,
+            sqs: sandbox.sqs,
+            secrets: sandbox.secrets,
+            database_name: sandbox.database_name,
         }
     }
 

@@ -12,11 +12,11 @@ use local_dev::bench::{
 };
 use local_dev::cpu::{CpuSample, StackPids};
 use local_dev::runtime_api::{peak_rss_kib, FakeRuntime};
-use local_dev::{create_queues, QueueSettings, Runner};
-use provisioning::db::{migrate, CONTROL_PLANE_MIGRATIONS};
+use local_dev::sandbox::{admin_client, Sandbox, StackAddress};
+use local_dev::{QueueSettings, Runner};
 use provisioning::domain::{ApiKeySpec, NewProject, ServiceSelection, Stage, StageMessage};
 use provisioning::project::create_project;
-use provisioning::{Pipeline, Settings};
+use provisioning::Pipeline;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::process::Stdio;
@@ -39,10 +39,7 @@ fn count(name: &str, default: usize) -> usize {
 }
 
 async fn admin() -> Result<tokio_postgres::Client, Error> {
-    let (client, connection) =
-        tokio_postgres::connect(&var("PG_ADMIN_URL")?, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    Ok(client)
+    Ok(admin_client(&var("PG_ADMIN_URL")?).await?)
 }
 
 /// A fresh control-plane database and queue set, with timed ports.
@@ -58,29 +55,10 @@ struct Series {
 
 /// `registration` is the base URL of the registration stub: every service registers there.
 async fn series(name: &str, registration: &str) -> Result<Series, Error> {
-    let id = &Uuid::new_v4().simple().to_string()[..8];
-    let database = format!("bench_{name}_{id}");
-    let admin = admin().await?;
-    admin.batch_execute("CHECKPOINT").await?;
-    admin
-        .batch_execute(&format!("CREATE DATABASE {database}"))
-        .await?;
-    let admin_url = var("PG_ADMIN_URL")?;
-    let database_url = format!("{}/{database}", admin_url.rsplit_once('/').unwrap().0);
-    let (mut client, connection) =
-        tokio_postgres::connect(&database_url, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    migrate(&mut client, "control_plane", CONTROL_PLANE_MIGRATIONS).await?;
-    let endpoint = var("AWS_ENDPOINT_URL")?;
-    let env: HashMap<&'static str, String> = HashMap::from([
-        ("DATABASE_URL", database_url),
-        (
-            "QUEUE_URL_PREFIX",
-            format!("{endpoint}/123456789012/b{id}-"),
-        ),
-        ("SECRET_PREFIX", format!("bench-{id}/projects")),
-        ("TENANT_DB_HOST", var("TENANT_DB_HOST")?),
-        ("TENANT_DB_PORT", var("TENANT_DB_PORT")?),
+    admin().await?.batch_execute("CHECKPOINT").await?;
+    let stack = StackAddress::from_lookup(|name| std::env::var(name).ok())
+        .map_err(|e| format!("{e}: run `make bench` (it starts the stack)"))?;
+    let registration_urls = [
         ("AUTH_REGISTRATION_URL", format!("{registration}/auth")),
         (
             "REALTIME_REGISTRATION_URL",
@@ -90,20 +68,14 @@ async fn series(name: &str, registration: &str) -> Result<Series, Error> {
             "STORAGE_REGISTRATION_URL",
             format!("{registration}/storage"),
         ),
-    ]);
-    let settings = Settings::from_lookup(|k| env.get(k).cloned())?;
-    let aws = provisioning::adapters::aws_config().await;
-    let sqs = aws_sdk_sqs::Client::new(&aws);
-    create_queues(
-        &sqs,
-        &settings.queue_url_prefix,
-        QueueSettings {
-            visibility_timeout_secs: 30,
-            max_receive_count: 3,
-        },
-    )
-    .await?;
-    let mut pipeline = Pipeline::from_settings(settings).await?;
+    ];
+    let queues = QueueSettings {
+        visibility_timeout_secs: 30,
+        max_receive_count: 3,
+    };
+    let sandbox =
+        Sandbox::create(&stack, &format!("bench_{name}"), registration_urls, queues).await?;
+    let mut pipeline = sandbox.pipeline;
     let queue_time = Arc::new(PortTime::default());
     let secret_time = Arc::new(PortTime::default());
     let registration_time = Arc::new(PortTime::default());
@@ -113,7 +85,7 @@ async fn series(name: &str, registration: &str) -> Result<Series, Error> {
     ));
     pipeline.queue = Arc::new(TimedQueue(pipeline.queue.clone(), queue_time.clone()));
     pipeline.secrets = Arc::new(TimedSecrets(pipeline.secrets.clone(), secret_time.clone()));
-    let runner = Arc::new(Runner::new(sqs, pipeline.clone()));
+    let runner = Arc::new(Runner::new(sandbox.sqs, pipeline.clone()));
     Ok(Series {
         name: name.to_owned(),
         pipeline,
@@ -121,7 +93,7 @@ async fn series(name: &str, registration: &str) -> Result<Series, Error> {
         queue_time,
         secret_time,
         registration_time,
-        env,
+        env: sandbox.vars,
     })
 }
 

@@ -1,0 +1,135 @@
+//! A sandbox on the shared local stack: a control-plane database (migrated),
+//! a set of stage queues and a secret prefix of its own, so tests and benchmark
+//! series run side by side without meeting.
+
+use crate::{create_queues, QueueSettings};
+use provisioning::db::{migrate, CONTROL_PLANE_MIGRATIONS};
+use provisioning::{Pipeline, Settings};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// Where the local stack is (`.local/env` written by `scripts/stack.sh up`).
+#[derive(Debug, Clone)]
+pub struct StackAddress {
+    /// `PG_ADMIN_URL`: a superuser URL ending in `/<database>`.
+    pub admin_url: String,
+    /// `AWS_ENDPOINT_URL`: moto.
+    pub aws_endpoint: String,
+    pub tenant_db_host: String,
+    pub tenant_db_port: String,
+}
+
+impl StackAddress {
+    /// From the stack variables, read through `lookup`; the error names the missing one.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<StackAddress, String> {
+        let get = |name: &str| lookup(name).ok_or_else(|| format!("{name} is not set"));
+        Ok(StackAddress {
+            admin_url: get("PG_ADMIN_URL")?,
+            aws_endpoint: get("AWS_ENDPOINT_URL")?,
+            tenant_db_host: get("TENANT_DB_HOST")?,
+            tenant_db_port: get("TENANT_DB_PORT")?,
+        })
+    }
+}
+
+/// Why a sandbox could not be set up; each says which step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("connecting to Postgres as admin: {0}")]
+    Connect(#[source] tokio_postgres::Error),
+    #[error("creating control-plane database {0}: {1}")]
+    CreateDatabase(String, #[source] tokio_postgres::Error),
+    #[error("control-plane migrations: {0}")]
+    Migrate(String),
+    #[error("settings: {0}")]
+    Settings(String),
+    #[error("creating queues in moto: {0}")]
+    Queues(#[source] aws_sdk_sqs::Error),
+    #[error("building the pipeline: {0}")]
+    Pipeline(String),
+}
+
+/// What a sandbox is made of. `vars` are the settings as environment
+/// variables, for running a function binary against the same sandbox.
+pub struct Sandbox {
+    pub id: String,
+    pub database_name: String,
+    pub vars: HashMap<&'static str, String>,
+    pub settings: Settings,
+    pub sqs: aws_sdk_sqs::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
+    pub pipeline: Pipeline,
+}
+
+impl Sandbox {
+    /// A fresh sandbox named `{tag}_{id}`; `extra` settings are added to (or
+    /// replace) the sandbox's own.
+    pub async fn create(
+        stack: &StackAddress,
+        tag: &str,
+        extra: impl IntoIterator<Item = (&'static str, String)>,
+        queues: QueueSettings,
+    ) -> Result<Sandbox, SandboxError> {
+        let id = Uuid::new_v4().simple().to_string()[..10].to_owned();
+        let database_name = format!("{tag}_{id}");
+        let admin = admin_client(&stack.admin_url).await?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {database_name}"))
+            .await
+            .map_err(|e| SandboxError::CreateDatabase(database_name.clone(), e))?;
+        let base = stack
+            .admin_url
+            .rsplit_once('/')
+            .map_or("", |(base, _)| base);
+        let database_url = format!("{base}/{database_name}");
+        let mut control_plane = admin_client(&database_url).await?;
+        migrate(
+            &mut control_plane,
+            "control_plane",
+            CONTROL_PLANE_MIGRATIONS,
+        )
+        .await
+        .map_err(|e| SandboxError::Migrate(e.to_string()))?;
+
+        let mut vars: HashMap<&'static str, String> = HashMap::from([
+            ("DATABASE_URL", database_url),
+            (
+                "QUEUE_URL_PREFIX",
+                format!("{}/123456789012/{tag}{id}-", stack.aws_endpoint),
+            ),
+            ("SECRET_PREFIX", format!("{tag}-{id}/projects")),
+            ("TENANT_DB_HOST", stack.tenant_db_host.clone()),
+            ("TENANT_DB_PORT", stack.tenant_db_port.clone()),
+        ]);
+        vars.extend(extra);
+        let settings = Settings::from_lookup(|k| vars.get(k).cloned())
+            .map_err(|e| SandboxError::Settings(e.to_string()))?;
+        let aws = provisioning::adapters::aws_config().await;
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        let secrets = aws_sdk_secretsmanager::Client::new(&aws);
+        create_queues(&sqs, &settings.queue_url_prefix, queues)
+            .await
+            .map_err(SandboxError::Queues)?;
+        let pipeline = Pipeline::from_settings(settings.clone())
+            .await
+            .map_err(|e| SandboxError::Pipeline(e.to_string()))?;
+        Ok(Sandbox {
+            id,
+            database_name,
+            vars,
+            settings,
+            sqs,
+            secrets,
+            pipeline,
+        })
+    }
+}
+
+/// A plain (no TLS) admin connection, its driver spawned.
+pub async fn admin_client(url: &str) -> Result<tokio_postgres::Client, SandboxError> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .map_err(SandboxError::Connect)?;
+    tokio::spawn(connection);
+    Ok(client)
+}
