@@ -233,17 +233,17 @@ async fn main() -> Result<(), Error> {
     // ---- latency ----------------------------------------------------------
     let s = series("latency", &stub).await?;
     let floor = floor_pipeline(&s.pipeline);
-    let mut floor_times = Vec::new();
-    for i in 0..latency_n {
-        floor_times.push(floor_project(&floor, &request(i)).await?);
-    }
     s.queue_time.reset();
     s.secret_time.reset();
     s.registration_time.reset();
     let running = s.runner.spawn(1);
+    let mut floor_times = Vec::new();
     let mut e2e = Vec::new();
     let mut ids = Vec::new();
+    // Floor and pipeline projects alternate, so both see the same machine and
+    // cluster state (the floor's run while the runner idles on long polls).
     for i in 0..latency_n {
+        floor_times.push(floor_project(&floor, &request(i)).await?);
         let created = create_project(&s.pipeline.db, &*s.pipeline.queue, &request(i), None).await?;
         let times = wait_ready(&s, &[created.project_id]).await?;
         e2e.push(Duration::from_secs_f64((times[0].1 - times[0].0) / 1000.0));
