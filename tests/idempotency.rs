@@ -212,7 +212,6 @@ async fn a_crash_after_creating_the_database_but_before_recording_it_is_finished
     assert_exactly_one_of_everything(&env, created.project_id, 2).await;
 }
 
-/// Makes the next message of `queue` visible twice (as SQS may deliver it).
 /// Every copy of a queue's next message, received and hidden for a minute,
 /// and at least two: if the queue holds one, a copy of it is sent and received too.
 async fn two_or_more_copies(env: &TestEnv, queue: &str) -> Vec<Message> {

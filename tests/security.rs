@@ -281,8 +281,8 @@ async fn with_sslmode_require_every_pipeline_connection_is_encrypted() {
         // As a stage reports it: retryable, and saying why.
         Err(e) => provisioning::StageError::from(e).to_string(),
     };
-    // The refusal names the certificate (rustls: "invalid peer certificate: UnknownIssuer"),
-    // not some other failure such as a refused connection.
+    // The refusal names the certificate (here rustls says "invalid peer certificate:
+    // ...CaUsedAsEndEntity"), not some other failure such as a refused connection.
     assert!(
         err.to_lowercase().contains("certificate"),
         "verify-full failed for another reason than the certificate: {err}"

@@ -4,6 +4,7 @@
 
 use crate::{create_queues, QueueSettings};
 use provisioning::db::{migrate, CONTROL_PLANE_MIGRATIONS};
+use provisioning::error::with_causes;
 use provisioning::{Pipeline, Settings};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -35,10 +36,11 @@ impl StackAddress {
 /// Why a sandbox could not be set up; each says which step failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
+    /// The error's text with its causes ("error connecting to server" alone does not say why).
     #[error("connecting to Postgres as admin: {0}")]
-    Connect(#[source] tokio_postgres::Error),
+    Connect(String),
     #[error("creating control-plane database {0}: {1}")]
-    CreateDatabase(String, #[source] tokio_postgres::Error),
+    CreateDatabase(String, String),
     #[error("control-plane migrations: {0}")]
     Migrate(String),
     #[error("settings: {0}")]
@@ -76,7 +78,7 @@ impl Sandbox {
         admin
             .batch_execute(&format!("CREATE DATABASE {database_name}"))
             .await
-            .map_err(|e| SandboxError::CreateDatabase(database_name.clone(), e))?;
+            .map_err(|e| SandboxError::CreateDatabase(database_name.clone(), with_causes(&e)))?;
         let base = stack
             .admin_url
             .rsplit_once('/')
@@ -129,7 +131,7 @@ impl Sandbox {
 pub async fn admin_client(url: &str) -> Result<tokio_postgres::Client, SandboxError> {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
-        .map_err(SandboxError::Connect)?;
+        .map_err(|e| SandboxError::Connect(with_causes(&e)))?;
     tokio::spawn(connection);
     Ok(client)
 }

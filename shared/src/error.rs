@@ -88,7 +88,7 @@ impl From<tokio_postgres::Error> for StageError {
                 }
             }
             // No SQLSTATE: the connection broke, timed out or could not be made.
-            // The causes say why (e.g. "invalid peer certificate: UnknownIssuer");
+            // The causes say why (e.g. "invalid peer certificate: ...");
             // they are I/O and TLS errors, which carry no credentials.
             None => StageError::retryable(format!("postgres connection: {}", with_causes(&e))),
         }

@@ -8,7 +8,7 @@
 pub mod api;
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use local_dev::sandbox::{Sandbox, StackAddress};
+use local_dev::sandbox::{admin_client, Sandbox, StackAddress};
 use local_dev::{QueueSettings, Runner};
 use provisioning::domain::{NewProject, Service, ServiceSelection};
 use provisioning::ports::MessageQueue;
@@ -382,16 +382,12 @@ impl TestEnv {
 }
 
 pub async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "postgres at {}: {e}: {HOW_TO_START}",
-                url.rsplit('@').next().unwrap_or("?")
-            )
-        });
-    tokio::spawn(connection);
-    client
+    admin_client(url).await.unwrap_or_else(|e| {
+        panic!(
+            "postgres at {}: {e}: {HOW_TO_START}",
+            url.rsplit('@').next().unwrap_or("?")
+        )
+    })
 }
 
 /// A sample request; tweak fields per test.
