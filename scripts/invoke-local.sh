@@ -7,6 +7,7 @@
 #   - register-services: the failure listed for a poison message (its service
 #     answers 503, a retryable error);
 #   - dead-letter: the poison project ends failed; malformed body: acknowledged;
+#   - sweeper: a sweep report with numeric outbox_resent and runs_rekicked;
 #   - migrate: the custom resource reports SUCCESS to its response URL.
 # Uses the running stack (.local/env) or starts one and stops it at the end.
 set -euo pipefail
@@ -98,6 +99,9 @@ invoke dead-letter "$(with_ids events/sqs-dead-letter.json "$p2" "$r2" "$c2")" |
 invoke api "$(with_ids events/api-get-project.json "$p2" - -)" \
   | check "api GET /projects/{id}: dead-lettered project is failed" 'json.loads(r["body"])["status"] == "failed"'
 invoke validate events/sqs-malformed.json | check "validate: malformed body acknowledged" "$no_failures"
+invoke sweeper events/scheduled-sweep.json \
+  | check "sweeper: scheduled sweep reports what it re-sent and re-kicked" \
+      'all(type(r.get(k)) is int and r[k] >= 0 for k in ("outbox_resent", "runs_rekicked"))'
 
 sed "s#http://127.0.0.1:9/cloudformation-response#http://127.0.0.1:$stub_port/cloudformation-response#" \
   events/cfn-migrate-create.json > "$work/cfn.json"

@@ -7,6 +7,7 @@
 use crate::queues::name_prefix;
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
+use provisioning::sweeper::Sweeper;
 use provisioning::{Pipeline, Role, Stage, StageFunction};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -50,6 +51,10 @@ pub enum RunnerError {
 pub struct Runner {
     sqs: aws_sdk_sqs::Client,
     consumers: Vec<Consumer>,
+    /// The scheduled sweeper, run every `sweep_every` while the runner runs
+    /// (EventBridge Scheduler's part; moto's does not fire schedules).
+    sweeper: Sweeper,
+    pub sweep_every: Duration,
     /// Long-poll wait per receive (seconds).
     pub wait_seconds: i32,
     /// Messages per batch (Lambda's BatchSize).
@@ -82,10 +87,16 @@ impl Runner {
         Runner {
             sqs,
             consumers,
+            sweeper: Sweeper::new(pipeline.with_own_pool()),
+            sweep_every: Duration::from_secs(1),
             wait_seconds: 1,
             batch_size: 10,
             region,
         }
+    }
+
+    pub fn sweeper(&self) -> &Sweeper {
+        &self.sweeper
     }
 
     pub fn consumers(&self) -> &[Consumer] {
@@ -260,6 +271,20 @@ impl Runner {
                 }));
             }
         }
+        let sweeper = self.sweeper.clone();
+        let every = self.sweep_every;
+        let mut sweep_stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            while !*sweep_stop.borrow() {
+                if let Err(e) = sweeper.sweep().await {
+                    tracing::warn!(error = %e, "sweep failed");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = sweep_stop.changed() => {}
+                }
+            }
+        }));
         let _ = stop.wait_for(|s| *s).await;
         for task in tasks {
             let _ = task.await;

@@ -5,9 +5,9 @@ use crate::error::StageError;
 use crate::keys::{self, ApiKey};
 use crate::stages::{secret_name, Pipeline, StoredKeys, API_KEYS_SECRET};
 use chrono::{DateTime, Utc};
-use deadpool_postgres::GenericClient;
+use crate::status::ProjectStatus;
+use deadpool_postgres::{GenericClient, Object};
 use secrecy::SecretString;
-use serde_json::json;
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,10 +32,49 @@ pub struct IssuedKey {
     pub secret_name: String,
 }
 
+/// A key row to insert: the hash of a key whose plaintext is in `secret_name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewKeyRow {
+    pub id: String,
+    pub prefix: String,
+    pub hash: String,
+    pub scopes: Vec<String>,
+    pub secret_name: String,
+}
+
+/// Inserts key rows (a key already present is left as it is), in one statement.
+pub async fn insert_keys(
+    db: &impl GenericClient,
+    project_id: Uuid,
+    rows: &[NewKeyRow],
+) -> Result<(), StageError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let column = |f: fn(&NewKeyRow) -> String| rows.iter().map(f).collect::<Vec<_>>();
+    db.execute(
+        "INSERT INTO control_plane.api_keys (id, project_id, key_prefix, key_hash, scopes, secret_name)
+         SELECT t.id, $1, t.prefix, t.hash, string_to_array(t.scopes, ','), t.secret_name
+           FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+                AS t(id, prefix, hash, scopes, secret_name)
+         ON CONFLICT (id) DO NOTHING",
+        &[
+            &project_id,
+            &column(|r| r.id.clone()),
+            &column(|r| r.prefix.clone()),
+            &column(|r| r.hash.clone()),
+            &column(|r| r.scopes.join(",")),
+            &column(|r| r.secret_name.clone()),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
 async fn project_status(
     db: &impl GenericClient,
     project_id: Uuid,
-) -> Result<(String, String), KeyError> {
+) -> Result<(ProjectStatus, String), KeyError> {
     let row = db
         .query_opt(
             "SELECT status, api_key_prefix FROM control_plane.projects WHERE id = $1",
@@ -44,82 +83,93 @@ async fn project_status(
         .await
         .map_err(StageError::from)?
         .ok_or(KeyError::ProjectNotFound)?;
-    Ok((row.get(0), row.get(1)))
+    Ok((crate::store::parse_status(row.get(0))?, row.get(1)))
 }
 
-/// Issues one more key to a ready project (quota: 10 active keys).
+/// Issues one more key to a ready project (quota: 10 active keys). The work
+/// runs on the one connection holding the project's lock.
 pub async fn issue_key(
     p: &Pipeline,
     project_id: Uuid,
     scopes: Vec<String>,
 ) -> Result<IssuedKey, KeyError> {
-    let outcome = p
-        .with_project_lock(project_id, || async {
-            let db = p.db.get().await?;
-            let (status, prefix) = match project_status(&db, project_id).await {
-                Ok(found) => found,
-                Err(e) => return Ok(Err(e)),
-            };
-            if status != "ready" {
-                return Ok(Err(KeyError::Conflict(format!("project is {status}: keys are issued to ready projects"))));
-            }
-            let active: i64 = db
-                .query_one(
-                    "SELECT count(*) FROM control_plane.api_keys WHERE project_id = $1 AND revoked_at IS NULL",
-                    &[&project_id],
-                )
-                .await?
-                .get(0);
-            if active >= crate::domain::quota::API_KEYS {
-                return Ok(Err(KeyError::Conflict(format!("quota exceeded: api_keys (limit {})", crate::domain::quota::API_KEYS))));
-            }
-            let name = secret_name(&p.settings, project_id, API_KEYS_SECRET);
-            let existing = p.secrets.get(&name).await?;
-            let mut stored = match &existing {
-                Some(secret) => StoredKeys::parse(secret)?,
-                None => StoredKeys { keys: Vec::new() },
-            };
-            let key = ApiKey::generate(&prefix);
-            let hash = keys::hash_off_thread(key.secret_part(), p.settings.scrypt_log_n).await?;
-            let id = key.id.clone();
-            let plaintext = key.plaintext().clone();
-            stored.keys.push((key, scopes.clone()));
-            let token = Uuid::new_v5(&project_id, format!("issue:{id}").as_bytes());
-            if existing.is_some() {
-                p.secrets.put(&name, token, &stored.to_secret()).await?;
-            } else {
-                p.secrets.create(&name, token, &stored.to_secret()).await?;
-            }
-            let row = db
-                .query_one(
-                    "INSERT INTO control_plane.api_keys (id, project_id, key_prefix, key_hash, scopes, secret_name)
-                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at",
-                    &[&id, &project_id, &prefix, &hash, &scopes, &name],
-                )
-                .await?;
-            crate::store::audit(&db, project_id, None, "api_key.issued", "api", json!({ "key_id": id, "scopes": scopes })).await?;
-            Ok(Ok(IssuedKey { id, prefix, scopes, created_at: row.get(0), key: plaintext, secret_name: name }))
+    p.with_project_lock(project_id, async |db: &mut Object| {
+        let (status, prefix) = project_status(&*db, project_id).await?;
+        if status != ProjectStatus::Ready {
+            return Err(KeyError::Conflict(format!(
+                "project is {status}: keys are issued to ready projects"
+            )));
+        }
+        let active: i64 = db
+            .query_one(
+                "SELECT count(*) FROM control_plane.api_keys WHERE project_id = $1 AND revoked_at IS NULL",
+                &[&project_id],
+            )
+            .await
+            .map_err(StageError::from)?
+            .get(0);
+        if active >= crate::domain::quota::API_KEYS {
+            return Err(KeyError::Conflict(format!(
+                "quota exceeded: api_keys (limit {})",
+                crate::domain::quota::API_KEYS
+            )));
+        }
+        let name = secret_name(&p.settings, project_id, API_KEYS_SECRET);
+        let existing = p.secrets.get(&name).await?;
+        let mut stored = match &existing {
+            Some(secret) => StoredKeys::parse(secret)?,
+            None => StoredKeys { keys: Vec::new() },
+        };
+        let key = ApiKey::generate(&prefix);
+        let hash = keys::hash_off_thread(key.secret_part(), p.settings.scrypt_log_n).await?;
+        let id = key.id.clone();
+        let plaintext = key.plaintext().clone();
+        stored.keys.push((key, scopes.clone()));
+        let token = Uuid::new_v5(&project_id, format!("issue:{id}").as_bytes());
+        if existing.is_some() {
+            p.secrets.put(&name, token, &stored.to_secret()).await?;
+        } else {
+            p.secrets.create(&name, token, &stored.to_secret()).await?;
+        }
+        let row = db
+            .query_one(
+                "WITH k AS (
+                    INSERT INTO control_plane.api_keys (id, project_id, key_prefix, key_hash, scopes, secret_name)
+                    VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at),
+                 a AS (
+                    INSERT INTO control_plane.audit_log (project_id, action, actor, details)
+                    VALUES ($2, 'api_key.issued', 'api', jsonb_build_object('key_id', $1::text, 'scopes', $5::text[])))
+                 SELECT created_at FROM k",
+                &[&id, &project_id, &prefix, &hash, &scopes, &name],
+            )
+            .await
+            .map_err(StageError::from)?;
+        Ok(IssuedKey {
+            id,
+            prefix,
+            scopes,
+            created_at: row.get(0),
+            key: plaintext,
+            secret_name: name,
         })
-        .await?;
-    outcome
+    })
+    .await
 }
 
 /// Revokes a key: the row is marked revoked and the key leaves the secret.
 /// Revoking a revoked key changes nothing.
 pub async fn revoke_key(p: &Pipeline, project_id: Uuid, key_id: &str) -> Result<(), KeyError> {
-    p.with_project_lock(project_id, || async {
-        let db = p.db.get().await?;
-        if let Err(e) = project_status(&db, project_id).await {
-            return Ok(Err(e));
-        }
+    p.with_project_lock(project_id, async |db: &mut Object| {
+        project_status(&*db, project_id).await?;
         let Some(row) = db
             .query_opt(
                 "SELECT revoked_at IS NOT NULL FROM control_plane.api_keys WHERE id = $1 AND project_id = $2",
                 &[&key_id, &project_id],
             )
-            .await?
+            .await
+            .map_err(StageError::from)?
         else {
-            return Ok(Err(KeyError::KeyNotFound));
+            return Err(KeyError::KeyNotFound);
         };
         let name = secret_name(&p.settings, project_id, API_KEYS_SECRET);
         if let Some(secret) = p.secrets.get(&name).await? {
@@ -132,12 +182,18 @@ pub async fn revoke_key(p: &Pipeline, project_id: Uuid, key_id: &str) -> Result<
             }
         }
         if !row.get::<_, bool>(0) {
-            db.execute("UPDATE control_plane.api_keys SET revoked_at = now() WHERE id = $1", &[&key_id]).await?;
-            crate::store::audit(&db, project_id, None, "api_key.revoked", "api", json!({ "key_id": key_id })).await?;
+            db.execute(
+                "WITH k AS (UPDATE control_plane.api_keys SET revoked_at = now() WHERE id = $1)
+                 INSERT INTO control_plane.audit_log (project_id, action, actor, details)
+                 VALUES ($2, 'api_key.revoked', 'api', jsonb_build_object('key_id', $1::text))",
+                &[&key_id, &project_id],
+            )
+            .await
+            .map_err(StageError::from)?;
         }
-        Ok(Ok(()))
+        Ok(())
     })
-    .await?
+    .await
 }
 
 /// A key that verified.

@@ -38,8 +38,20 @@ pub struct Settings {
     pub db_pool_size: usize,
     /// Messages of one batch processed at once.
     pub batch_concurrency: usize,
-    /// How long a stage waits for another worker holding the same project's stage.
+    /// How long a stage waits for another worker holding the same project's
+    /// stage; also the `lock_timeout` of every control-plane connection, so no
+    /// statement waits on a lock for longer.
     pub stage_lock_timeout: Duration,
+    /// `VISIBILITY_TIMEOUT` of the stage queues (seconds, default 300): a run
+    /// whose current stage has not moved for this plus `stall_margin` is stalled.
+    pub visibility_timeout: Duration,
+    /// `STALL_MARGIN_SECONDS` (default 60).
+    pub stall_margin: Duration,
+    /// `MAX_RECEIVE_COUNT` of the stage queues' redrive policy (default 3).
+    pub max_receive_count: u32,
+    /// `OUTBOX_RESEND_AFTER_MS` (default 5000): an outbox row unsent for this
+    /// long is re-sent by the sweeper.
+    pub outbox_resend_after: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +144,14 @@ impl Settings {
                 "STAGE_LOCK_TIMEOUT_MS",
                 20_000,
             )?),
+            visibility_timeout: Duration::from_secs(parse_or(&get, "VISIBILITY_TIMEOUT", 300)?),
+            stall_margin: Duration::from_secs(parse_or(&get, "STALL_MARGIN_SECONDS", 60)?),
+            max_receive_count: parse_or(&get, "MAX_RECEIVE_COUNT", 3)?,
+            outbox_resend_after: Duration::from_millis(parse_or(
+                &get,
+                "OUTBOX_RESEND_AFTER_MS",
+                5_000,
+            )?),
         })
     }
 
@@ -142,6 +162,10 @@ impl Settings {
             DatabaseSource::Config(config) => {
                 let mut config = (**config).clone();
                 config.ssl_mode(self.tls_mode.ssl_mode());
+                config.options(format!(
+                    "-c lock_timeout={}",
+                    self.stage_lock_timeout.as_millis()
+                ));
                 config
             }
             DatabaseSource::Secret(arn) => panic!("the database secret {arn} was not read yet"),
@@ -174,6 +198,12 @@ impl Settings {
                 problem,
             }
         })
+    }
+
+    /// How long a run's current stage may go without progress before the
+    /// sweeper re-kicks it and the admin view calls it stuck.
+    pub fn stalled_after(&self) -> Duration {
+        self.visibility_timeout + self.stall_margin
     }
 
     pub fn queue_url(&self, queue_name: &str) -> String {

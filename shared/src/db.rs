@@ -27,8 +27,10 @@ macro_rules! migration {
 }
 
 /// Control-plane schema, applied to the control-plane database.
-pub const CONTROL_PLANE_MIGRATIONS: &[Migration] =
-    &[migration!(1, "control_plane", "0001_init.sql")];
+pub const CONTROL_PLANE_MIGRATIONS: &[Migration] = &[
+    migration!(1, "control_plane", "0001_init.sql"),
+    migration!(2, "control_plane", "0002_outbox.sql"),
+];
 
 /// Tenant schema, applied to each tenant database by create-schema.
 pub const TENANT_MIGRATIONS: &[Migration] = &[migration!(1, "tenant", "0001_init.sql")];

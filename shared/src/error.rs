@@ -19,6 +19,10 @@ pub enum ErrorClass {
 pub struct StageError {
     pub class: ErrorClass,
     pub message: String,
+    /// The control-plane database could not be reached (or the connection
+    /// broke): nothing about the attempt could be written, so the caller keeps
+    /// it to record once the database is back.
+    pub database_unreachable: bool,
 }
 
 impl StageError {
@@ -26,6 +30,7 @@ impl StageError {
         StageError {
             class: ErrorClass::Retryable,
             message: message.into(),
+            database_unreachable: false,
         }
     }
 
@@ -33,6 +38,7 @@ impl StageError {
         StageError {
             class: ErrorClass::Permanent,
             message: message.into(),
+            database_unreachable: false,
         }
     }
 
@@ -43,8 +49,16 @@ impl StageError {
     /// Adds what was being done to the message, keeping the class.
     pub fn context(self, what: impl fmt::Display) -> StageError {
         StageError {
-            class: self.class,
             message: format!("{what}: {}", self.message),
+            ..self
+        }
+    }
+
+    /// A retryable error saying the control-plane database is out of reach.
+    pub fn unreachable(message: impl Into<String>) -> StageError {
+        StageError {
+            database_unreachable: true,
+            ..StageError::retryable(message)
         }
     }
 }
@@ -88,9 +102,13 @@ impl From<tokio_postgres::Error> for StageError {
                 }
             }
             // No SQLSTATE: the connection broke, timed out or could not be made.
-            // The causes say why (e.g. "invalid peer certificate: ...");
-            // they are I/O and TLS errors, which carry no credentials.
-            None => StageError::retryable(format!("postgres connection: {}", with_causes(&e))),
+            // The causes say why (e.g. "Connection refused", "invalid peer
+            // certificate: ..."); they are I/O and TLS errors, which carry no
+            // credentials.
+            None if e.is_closed() => {
+                StageError::unreachable(format!("postgres connection lost: {}", with_causes(&e)))
+            }
+            None => StageError::unreachable(format!("postgres unreachable: {}", with_causes(&e))),
         }
     }
 }
@@ -120,6 +138,9 @@ impl From<deadpool_postgres::PoolError> for StageError {
     fn from(e: deadpool_postgres::PoolError) -> StageError {
         match e {
             deadpool_postgres::PoolError::Backend(e) => e.into(),
+            deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Create) => {
+                StageError::unreachable("postgres unreachable: connecting timed out")
+            }
             other => StageError::retryable(format!("postgres pool: {other}")),
         }
     }

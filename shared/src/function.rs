@@ -72,23 +72,25 @@ impl Pipeline {
             queue: Arc::new(queue),
             secrets: Arc::new(secrets),
             registrar: Arc::new(registrar),
+            journal: Default::default(),
         })
     }
 }
 
-/// One message holds at most two connections at once (the project lock and its
-/// work), so a function instance needs 2 x batch concurrency + 1.
+/// One message holds one connection at a time (the project's lock is taken on
+/// the connection that does the work), so a function instance needs one per
+/// message handled at once.
 fn pool_size(settings: &Settings) -> usize {
-    settings
-        .db_pool_size
-        .max(2 * settings.batch_concurrency + 1)
+    settings.db_pool_size.max(settings.batch_concurrency)
 }
 
 impl Pipeline {
-    /// The same pipeline with a pool of its own, as another function instance
-    /// would have (the local runner gives one to every queue consumer).
+    /// The same pipeline with a pool (and a journal) of its own, as another
+    /// function instance would have (the local runner gives one to every queue
+    /// consumer).
     pub fn with_own_pool(&self) -> Pipeline {
         let mut other = self.clone();
+        other.journal = Default::default();
         other.db = crate::db::pool(
             self.settings.database_config(),
             self.tls.clone(),
@@ -160,7 +162,17 @@ impl StageFunction {
         let message_id = record.message_id.as_deref().unwrap_or("");
         let msg = match StageMessage::parse(record.body.as_deref().unwrap_or("")) {
             Ok(msg) => msg,
-            Err(bad) => return self.handle_malformed(message_id, bad).await,
+            Err(bad) => {
+                // It cannot succeed later, and it owns nothing: acknowledged, logged.
+                tracing::error!(
+                    function = self.role.name(),
+                    message_id,
+                    project_id = bad.project_id.map(tracing::field::display),
+                    error = %bad,
+                    "malformed message acknowledged; nothing changed"
+                );
+                return Disposition::Acknowledge;
+            }
         };
         let span = tracing::info_span!(
             "stage",
@@ -172,13 +184,14 @@ impl StageFunction {
             message_id,
         );
         async {
+            let receives = receive_count(record);
             let result = match self.role {
                 Role::Stage(stage) if stage != msg.stage => {
-                    let why = format!("stage: message for {} arrived on the {stage} queue", msg.stage);
-                    self.pipeline.fail_current_run(msg.project_id, stage, &why).await
+                    tracing::warn!(queue = stage.as_str(), "message for another stage's queue acknowledged; nothing changed");
+                    Ok(Outcome::Ignored("message on the wrong queue"))
                 }
-                Role::Stage(_) => self.pipeline.run_stage(&msg).await,
-                Role::DeadLetter => self.pipeline.dead_letter(&msg, receive_count(record)).await,
+                Role::Stage(_) => self.pipeline.run_received(&msg, receives).await,
+                Role::DeadLetter => self.pipeline.dead_letter(&msg, receives).await,
             };
             match result {
                 Ok(outcome) => {
@@ -186,45 +199,15 @@ impl StageFunction {
                     Disposition::Acknowledge
                 }
                 Err(error) => {
-                    tracing::warn!(%error, receive_count = receive_count(record), "stage failed, will retry");
-                    Disposition::Retry
-                }
-            }
-        }
-        .instrument(span)
-        .await
-    }
-
-    /// A body that is not a stage message cannot succeed later: acknowledge it,
-    /// failing the named project's current run when the body still names one.
-    async fn handle_malformed(
-        &self,
-        message_id: &str,
-        bad: crate::domain::MalformedMessage,
-    ) -> Disposition {
-        let span = tracing::info_span!(
-            "stage",
-            function = self.role.name(),
-            message_id,
-            project_id = tracing::field::Empty
-        );
-        async {
-            let (Role::Stage(stage), Some(project_id)) = (self.role, bad.project_id) else {
-                tracing::error!(error = %bad, "malformed message acknowledged without effect");
-                return Disposition::Acknowledge;
-            };
-            tracing::Span::current().record("project_id", tracing::field::display(project_id));
-            match self
-                .pipeline
-                .fail_current_run(project_id, stage, &bad.to_string())
-                .await
-            {
-                Ok(outcome) => {
-                    tracing::error!(error = %bad, ?outcome, "malformed message failed the project");
-                    Disposition::Acknowledge
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "could not record the malformed message, will retry");
+                    if error.database_unreachable {
+                        // Written as soon as this instance reaches the database again.
+                        let stage_receives = match self.role {
+                            Role::Stage(_) => receives,
+                            Role::DeadLetter => None,
+                        };
+                        self.pipeline.journal.note(&msg, &error, stage_receives);
+                    }
+                    tracing::warn!(%error, receive_count = receives, "stage failed, will retry");
                     Disposition::Retry
                 }
             }

@@ -1,26 +1,25 @@
-//! The API's `Idempotency-Key`: the first request with a key is handled and its
-//! response stored; the same key with the same body replays that response; with
-//! a different body it is refused; while the first is still being handled a
-//! second one is told so. A request that fails writes nothing, key included.
+//! The API's `Idempotency-Key`. A key is bound to its project in the very
+//! transaction that stores the project, with the answer the request got: the
+//! same key with the same body then always answers with that project, whatever
+//! happened to the first answer (lost, a 5xx, the process killed mid-request);
+//! with a different body it is refused. A request with a key still being
+//! handled waits for it on the key's unique index (no pooled connection waits
+//! on another) and then replays its answer. A refused request binds nothing.
 
 use crate::error::StageError;
 use deadpool_postgres::GenericClient;
 use sha2::{Digest, Sha256};
 
-/// A claim left `in_progress` longer than this was abandoned (the function died).
-const ABANDONED_AFTER_SECS: f64 = 60.0;
-
+/// What binding a key in a transaction found.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Claim {
-    /// This request owns the key: handle it, then `complete` or `release`.
-    New,
-    /// The key was used for this body before: send this response again.
+pub enum Binding {
+    /// The key is now this request's: commit it with the project.
+    Bound,
+    /// The key was used for this body before: send this answer again.
     Replay {
         status: u16,
         body: serde_json::Value,
     },
-    /// The first request with this key is still being handled.
-    InProgress,
     /// The key was used with another body.
     Mismatch,
 }
@@ -41,78 +40,44 @@ pub fn is_valid_key(key: &str) -> bool {
     (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
 }
 
-pub async fn claim(db: &impl GenericClient, key: &str, hash: &str) -> Result<Claim, StageError> {
-    let inserted = db
+/// Binds `key` to the answer `body` (naming the project being created) in the
+/// caller's transaction, or reports what the key was bound to before.
+pub async fn bind(
+    tx: &impl GenericClient,
+    key: &str,
+    hash: &str,
+    status: u16,
+    body: &serde_json::Value,
+    project_id: uuid::Uuid,
+) -> Result<Binding, StageError> {
+    let inserted = tx
         .execute(
-            "INSERT INTO control_plane.idempotency_keys (key, request_hash, status) VALUES ($1, $2, 'in_progress')
+            "INSERT INTO control_plane.idempotency_keys
+                    (key, request_hash, status, response_status, response_body, project_id, completed_at)
+             VALUES ($1, $2, 'completed', $3, $4, $5, now())
              ON CONFLICT (key) DO NOTHING",
-            &[&key, &hash],
+            &[&key, &hash, &i32::from(status), body, &project_id],
         )
         .await?;
     if inserted == 1 {
-        return Ok(Claim::New);
+        return Ok(Binding::Bound);
     }
-    // Take over a claim whose owner died.
-    let taken = db
-        .execute(
-            "UPDATE control_plane.idempotency_keys SET created_at = now()
-              WHERE key = $1 AND request_hash = $2 AND status = 'in_progress'
-                AND created_at < now() - make_interval(secs => $3)",
-            &[&key, &hash, &ABANDONED_AFTER_SECS],
-        )
-        .await?;
-    if taken == 1 {
-        return Ok(Claim::New);
-    }
-    let Some(row) = db
-        .query_opt(
-            "SELECT request_hash, status, response_status, response_body FROM control_plane.idempotency_keys WHERE key = $1",
+    let row = tx
+        .query_one(
+            "SELECT request_hash, response_status, response_body FROM control_plane.idempotency_keys WHERE key = $1",
             &[&key],
         )
-        .await?
-    else {
-        // Released between our insert and select: the caller may simply retry.
-        return Ok(Claim::InProgress);
-    };
-    let (stored_hash, status): (String, String) = (row.get(0), row.get(1));
+        .await?;
+    let stored_hash: String = row.get(0);
     Ok(if stored_hash != hash {
-        Claim::Mismatch
-    } else if status == "completed" {
-        let code: i32 = row.get(2);
-        Claim::Replay {
-            status: code as u16,
-            body: row.get(3),
-        }
+        Binding::Mismatch
     } else {
-        Claim::InProgress
+        let code: i32 = row.get(1);
+        Binding::Replay {
+            status: code as u16,
+            body: row.get(2),
+        }
     })
-}
-
-pub async fn complete(
-    db: &impl GenericClient,
-    key: &str,
-    status: u16,
-    body: &serde_json::Value,
-    project_id: Option<uuid::Uuid>,
-) -> Result<(), StageError> {
-    db.execute(
-        "UPDATE control_plane.idempotency_keys
-            SET status = 'completed', response_status = $2, response_body = $3, project_id = $4, completed_at = now()
-          WHERE key = $1",
-        &[&key, &i32::from(status), body, &project_id],
-    )
-    .await?;
-    Ok(())
-}
-
-/// Forgets a claim whose request failed, so nothing of it remains.
-pub async fn release(db: &impl GenericClient, key: &str) -> Result<(), StageError> {
-    db.execute(
-        "DELETE FROM control_plane.idempotency_keys WHERE key = $1 AND status = 'in_progress'",
-        &[&key],
-    )
-    .await?;
-    Ok(())
 }
 
 #[cfg(test)]

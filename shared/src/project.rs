@@ -3,9 +3,13 @@
 
 use crate::domain::{NewProject, Stage, StageMessage};
 use crate::error::StageError;
+use crate::idempotency::{self, Binding};
 use crate::keys;
 use crate::ports::MessageQueue;
-use deadpool_postgres::Pool;
+use crate::stages::Pipeline;
+use crate::status::ProjectStatus;
+use crate::{fault, outbox};
+use deadpool_postgres::{Object, Pool};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -21,22 +25,13 @@ pub struct ValidationError {
 pub enum CreateProjectError {
     #[error("invalid request: {0}")]
     Invalid(#[from] ValidationError),
-    /// The project was not created, or was created but its first message could
-    /// not be queued (then `project_id` is set and a retry of the run resends it).
-    #[error("{error}")]
-    Unavailable {
-        error: StageError,
-        project_id: Option<Uuid>,
-    },
-}
-
-impl From<StageError> for CreateProjectError {
-    fn from(error: StageError) -> Self {
-        CreateProjectError::Unavailable {
-            error,
-            project_id: None,
-        }
-    }
+    /// The Idempotency-Key was bound to another request body.
+    #[error("Idempotency-Key was already used with a different request body")]
+    KeyReused,
+    /// Nothing was stored (or, when the commit's answer was lost, the project
+    /// and its key were: repeating the request with the key answers with it).
+    #[error("{0}")]
+    Unavailable(#[from] StageError),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -45,6 +40,41 @@ pub struct CreatedProject {
     pub run_id: Uuid,
     pub correlation_id: Uuid,
     pub status: &'static str,
+}
+
+impl CreatedProject {
+    pub fn location(&self) -> String {
+        format!("/projects/{}", self.project_id)
+    }
+
+    /// The API's 202 answer, which an Idempotency-Key replays.
+    pub fn response_body(&self) -> serde_json::Value {
+        serde_json::json!({
+            "project_id": self.project_id,
+            "run_id": self.run_id,
+            "correlation_id": self.correlation_id,
+            "status": self.status,
+            "location": self.location(),
+        })
+    }
+}
+
+/// A request's Idempotency-Key and the hash of what it asked for.
+#[derive(Debug, Clone)]
+pub struct RequestKey {
+    pub key: String,
+    pub request_hash: String,
+}
+
+/// What a create with an Idempotency-Key did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Creation {
+    Created(CreatedProject),
+    /// The key was bound before: its answer, again.
+    Replayed {
+        status: u16,
+        body: serde_json::Value,
+    },
 }
 
 pub const NAME_MAX_CHARS: usize = 100;
@@ -91,53 +121,83 @@ pub fn validate_new_project(p: &NewProject) -> Result<(), ValidationError> {
     Ok(())
 }
 
-/// Validates the request, stores the project with its first run and stage rows
-/// in one transaction, then queues the validate stage.
+/// Validates the request and creates the project (see `create_project_keyed`).
 pub async fn create_project(
     db: &Pool,
     queue: &dyn MessageQueue,
     request: &NewProject,
     correlation_id: Option<Uuid>,
 ) -> Result<CreatedProject, CreateProjectError> {
+    match create_project_keyed(db, queue, request, correlation_id, None).await? {
+        Creation::Created(created) => Ok(created),
+        Creation::Replayed { .. } => unreachable!("no key, no replay"),
+    }
+}
+
+/// Validates the request, then commits in one transaction, on one connection:
+/// the Idempotency-Key bound to the project, the project, its first run and
+/// stage rows, the audit entry and the outbox row of the validate message.
+/// After the commit the message is relayed; if that fails the sweeper sends
+/// it, so a stored project is always started and a key always has its project.
+pub async fn create_project_keyed(
+    db: &Pool,
+    queue: &dyn MessageQueue,
+    request: &NewProject,
+    correlation_id: Option<Uuid>,
+    key: Option<&RequestKey>,
+) -> Result<Creation, CreateProjectError> {
     validate_new_project(request)?;
+    let created = CreatedProject {
+        project_id: Uuid::new_v4(),
+        run_id: Uuid::new_v4(),
+        correlation_id: correlation_id.unwrap_or_else(Uuid::new_v4),
+        status: ProjectStatus::Requested.as_str(),
+    };
+    let CreatedProject {
+        project_id,
+        run_id,
+        correlation_id,
+        ..
+    } = created;
     let mut conn = db.get().await.map_err(StageError::from)?;
-    let known = conn
-        .query_opt(
-            "SELECT 1 FROM control_plane.regions WHERE code = $1",
-            &[&request.region],
+    let tx = conn.transaction().await.map_err(StageError::from)?;
+    if let Some(key) = key {
+        let body = created.response_body();
+        match idempotency::bind(&tx, &key.key, &key.request_hash, 202, &body, project_id).await? {
+            Binding::Bound => {}
+            Binding::Replay { status, body } => return Ok(Creation::Replayed { status, body }),
+            Binding::Mismatch => return Err(CreateProjectError::KeyReused),
+        }
+    }
+    let services = serde_json::to_value(request.services).expect("serialisable");
+    let inserted = tx
+        .execute(
+            "INSERT INTO control_plane.projects
+                (id, name, region, owner_id, organization_id, services, api_key_count, api_key_prefix, status, current_run_id)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, 'requested', $9
+              WHERE EXISTS (SELECT 1 FROM control_plane.regions WHERE code = $3)",
+            &[
+                &project_id,
+                &request.name.trim(),
+                &request.region,
+                &request.owner_id,
+                &request.organization_id,
+                &services,
+                &request.api_keys.count,
+                &request.api_keys.prefix,
+                &run_id,
+            ],
         )
         .await
         .map_err(StageError::from)?;
-    if known.is_none() {
+    if inserted == 0 {
+        // Dropping the transaction rolls the key back too: nothing is written.
         return Err(ValidationError {
             field: "region",
             rule: format!("unknown region '{}'", request.region),
         }
         .into());
     }
-    let project_id = Uuid::new_v4();
-    let run_id = Uuid::new_v4();
-    let correlation_id = correlation_id.unwrap_or_else(Uuid::new_v4);
-    let services = serde_json::to_value(request.services).expect("serialisable");
-    let tx = conn.transaction().await.map_err(StageError::from)?;
-    tx.execute(
-        "INSERT INTO control_plane.projects
-            (id, name, region, owner_id, organization_id, services, api_key_count, api_key_prefix, status, current_run_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'requested', $9)",
-        &[
-            &project_id,
-            &request.name.trim(),
-            &request.region,
-            &request.owner_id,
-            &request.organization_id,
-            &services,
-            &request.api_keys.count,
-            &request.api_keys.prefix,
-            &run_id,
-        ],
-    )
-    .await
-    .map_err(StageError::from)?;
     insert_run(&tx, project_id, run_id, 1, Stage::Validate, correlation_id).await?;
     crate::store::audit(
         &tx,
@@ -148,30 +208,27 @@ pub async fn create_project(
         serde_json::json!({ "name": request.name.trim(), "region": request.region }),
     )
     .await?;
-    tx.commit().await.map_err(StageError::from)?;
-
     let first = StageMessage {
         project_id,
         run_id,
         stage: Stage::Validate,
         correlation_id,
     };
-    queue
-        .send(&first)
-        .await
-        .map_err(|error| CreateProjectError::Unavailable {
-            error,
-            project_id: Some(project_id),
-        })?;
-    Ok(CreatedProject {
-        project_id,
-        run_id,
-        correlation_id,
-        status: "requested",
-    })
+    let handoff = outbox::enqueue(&tx, &first).await?;
+    tx.commit().await.map_err(StageError::from)?;
+    fault::point(project_id, AFTER_CREATE_COMMIT).await;
+    if let Err(error) = outbox::relay(&conn, queue, &[handoff]).await {
+        // Committed: the sweeper re-sends a row not marked sent.
+        tracing::warn!(%project_id, %error, "first stage message left to the sweeper");
+    }
+    Ok(Creation::Created(created))
 }
 
-/// Inserts a run and its stage rows; stages before `start` are skipped.
+/// The fault point between a create's commit and the send of its message.
+pub const AFTER_CREATE_COMMIT: &str = "create:after-commit";
+
+/// Inserts a run and its stage rows in one statement; stages before `start`
+/// are skipped.
 pub async fn insert_run(
     tx: &impl deadpool_postgres::GenericClient,
     project_id: Uuid,
@@ -180,20 +237,17 @@ pub async fn insert_run(
     start: Stage,
     correlation_id: Uuid,
 ) -> Result<(), StageError> {
+    let stages: Vec<&str> = Stage::ALL.iter().map(|s| s.as_str()).collect();
     tx.execute(
-        "INSERT INTO control_plane.provisioning_runs (id, project_id, run_number, status, start_stage, correlation_id)
-         VALUES ($1, $2, $3, 'running', $4, $5)",
-        &[&run_id, &project_id, &run_number, &start.as_str(), &correlation_id],
+        "WITH r AS (
+            INSERT INTO control_plane.provisioning_runs (id, project_id, run_number, status, start_stage, correlation_id)
+            VALUES ($1, $2, $3, 'running', $4, $5))
+         INSERT INTO control_plane.provisioning_stages (run_id, stage, position, status)
+         SELECT $1, s.stage, s.position, CASE WHEN s.position < $6 THEN 'skipped' ELSE 'pending' END
+           FROM unnest($7::text[]) WITH ORDINALITY AS s(stage, position)",
+        &[&run_id, &project_id, &run_number, &start.as_str(), &correlation_id, &i64::from(start.position()), &stages],
     )
     .await?;
-    for stage in Stage::ALL {
-        let status = if stage < start { "skipped" } else { "pending" };
-        tx.execute(
-            "INSERT INTO control_plane.provisioning_stages (run_id, stage, position, status) VALUES ($1, $2, $3, $4)",
-            &[&run_id, &stage.as_str(), &stage.position(), &status],
-        )
-        .await?;
-    }
     Ok(())
 }
 
@@ -246,8 +300,9 @@ mod tests {
 pub enum ResumeError {
     #[error("project not found")]
     NotFound,
-    #[error("project is {0}: only failed projects can be retried")]
-    NotFailed(String),
+    /// The project is not failed, nor stuck: a run is moving, or it is done.
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     Unavailable(#[from] StageError),
 }
@@ -262,78 +317,121 @@ pub struct ResumedProject {
     pub resume_from: Stage,
 }
 
-/// Resumes a failed project from the stage that failed, as a new run: stages
-/// before it are skipped, and messages of the old run are ignored from now on.
+/// Resumes a project as a new run, from the stage where the last one stopped:
+/// a failed project from its failed stage, a stuck one (requested or
+/// provisioning, its run without progress for longer than the visibility
+/// timeout plus a margin) from its current stage. Stages before it are
+/// skipped; messages of the old run are ignored from now on. A project whose
+/// run is moving, or that is not being provisioned, is refused.
 pub async fn resume_project(
-    db: &Pool,
-    queue: &dyn MessageQueue,
+    pipeline: &Pipeline,
     project_id: Uuid,
     correlation_id: Option<Uuid>,
 ) -> Result<ResumedProject, ResumeError> {
-    let mut conn = db.get().await.map_err(StageError::from)?;
-    let tx = conn.transaction().await.map_err(StageError::from)?;
-    let Some(row) = tx
-        .query_opt(
-            "SELECT status, failed_stage FROM control_plane.projects WHERE id = $1 FOR UPDATE",
-            &[&project_id],
-        )
-        .await
-        .map_err(StageError::from)?
-    else {
-        return Err(ResumeError::NotFound);
-    };
-    let status: String = row.get(0);
-    if status != "failed" {
-        return Err(ResumeError::NotFailed(status));
-    }
-    let failed_stage: Option<String> = row.get(1);
-    let start = failed_stage
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(Stage::Validate);
-    let run_number: i32 = tx
-        .query_one(
-            "SELECT coalesce(max(run_number), 0) + 1 FROM control_plane.provisioning_runs WHERE project_id = $1",
-            &[&project_id],
-        )
-        .await
-        .map_err(StageError::from)?
-        .get(0);
-    let run_id = Uuid::new_v4();
-    let correlation_id = correlation_id.unwrap_or_else(Uuid::new_v4);
-    insert_run(&tx, project_id, run_id, run_number, start, correlation_id).await?;
-    tx.execute(
-        "UPDATE control_plane.projects
-            SET status = 'provisioning', current_run_id = $2, current_stage = $3, failed_stage = NULL,
-                last_error = NULL, updated_at = now()
-          WHERE id = $1",
-        &[&project_id, &run_id, &start.as_str()],
-    )
-    .await
-    .map_err(StageError::from)?;
-    crate::store::audit(
-        &tx,
-        project_id,
-        Some(run_id),
-        "provisioning.retried",
-        "api",
-        serde_json::json!({ "resume_from": start, "run_number": run_number }),
-    )
-    .await?;
-    tx.commit().await.map_err(StageError::from)?;
-    queue
-        .send(&StageMessage {
-            project_id,
-            run_id,
-            stage: start,
-            correlation_id,
+    let stalled_after = pipeline.settings.stalled_after().as_secs_f64();
+    pipeline
+        .with_project_lock(project_id, async |db: &mut Object| {
+            let tx = db.transaction().await.map_err(StageError::from)?;
+            let Some(row) = tx
+                .query_opt(
+                    "SELECT p.status, p.failed_stage, r.status,
+                            greatest(r.created_at, r.kicked_at,
+                                     (SELECT max(updated_at) FROM control_plane.provisioning_stages WHERE run_id = r.id))
+                              < now() - make_interval(secs => $2),
+                            (SELECT stage FROM control_plane.provisioning_stages
+                              WHERE run_id = r.id AND status NOT IN ('succeeded', 'failed', 'skipped')
+                              ORDER BY position LIMIT 1),
+                            (SELECT coalesce(max(run_number), 0) + 1 FROM control_plane.provisioning_runs
+                              WHERE project_id = p.id)
+                       FROM control_plane.projects p
+                       LEFT JOIN control_plane.provisioning_runs r ON r.id = p.current_run_id
+                      WHERE p.id = $1",
+                    &[&project_id, &stalled_after],
+                )
+                .await
+                .map_err(StageError::from)?
+            else {
+                return Err(ResumeError::NotFound);
+            };
+            let status: ProjectStatus = crate::store::parse_status(row.get(0))?;
+            let run_status: Option<&str> = row.get(2);
+            let stalled: Option<bool> = row.get(3);
+            let stage_named = |column: usize| {
+                row.get::<_, Option<String>>(column)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(Stage::Validate)
+            };
+            let start = match status {
+                ProjectStatus::Failed => stage_named(1),
+                s if s.is_provisioning() && (run_status != Some("running") || stalled == Some(true)) => {
+                    stage_named(4)
+                }
+                s if s.is_provisioning() => {
+                    return Err(ResumeError::Refused(format!(
+                        "project is {s} and its run is moving: only failed or stuck projects can be retried"
+                    )))
+                }
+                s => {
+                    return Err(ResumeError::Refused(format!(
+                        "project is {s}: only failed or stuck projects can be retried"
+                    )))
+                }
+            };
+            let to = if status == ProjectStatus::Failed {
+                ProjectStatus::Provisioning
+            } else {
+                status
+            };
+            debug_assert!(to == status || status.can_become(to));
+            let run_number: i32 = row.get(5);
+            let run_id = Uuid::new_v4();
+            let correlation_id = correlation_id.unwrap_or_else(Uuid::new_v4);
+            // A stuck run is closed: its late messages change nothing.
+            tx.execute(
+                "UPDATE control_plane.provisioning_runs SET status = 'failed', finished_at = now()
+                  WHERE id = (SELECT current_run_id FROM control_plane.projects WHERE id = $1) AND status = 'running'",
+                &[&project_id],
+            )
+            .await
+            .map_err(StageError::from)?;
+            insert_run(&tx, project_id, run_id, run_number, start, correlation_id).await?;
+            tx.execute(
+                "UPDATE control_plane.projects
+                    SET status = $3, current_run_id = $2, current_stage = $4, failed_stage = NULL,
+                        last_error = NULL, updated_at = now()
+                  WHERE id = $1 AND status = $5",
+                &[&project_id, &run_id, &to.as_str(), &start.as_str(), &status.as_str()],
+            )
+            .await
+            .map_err(StageError::from)?;
+            crate::store::audit(
+                &tx,
+                project_id,
+                Some(run_id),
+                "provisioning.retried",
+                "api",
+                serde_json::json!({ "resume_from": start, "run_number": run_number, "was": status }),
+            )
+            .await?;
+            let message = StageMessage {
+                project_id,
+                run_id,
+                stage: start,
+                correlation_id,
+            };
+            let handoff = outbox::enqueue(&tx, &message).await?;
+            tx.commit().await.map_err(StageError::from)?;
+            if let Err(error) = outbox::relay(&*db, &*pipeline.queue, &[handoff]).await {
+                tracing::warn!(%project_id, %error, "retry message left to the sweeper");
+            }
+            Ok(ResumedProject {
+                project_id,
+                run_id,
+                run_number,
+                correlation_id,
+                status: to.as_str(),
+                resume_from: start,
+            })
         })
-        .await?;
-    Ok(ResumedProject {
-        project_id,
-        run_id,
-        run_number,
-        correlation_id,
-        status: "provisioning",
-        resume_from: start,
-    })
+        .await
 }

@@ -292,17 +292,40 @@ pub struct FailedProject {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A project whose run has made no progress for longer than the threshold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StuckProject {
+    pub project_id: Uuid,
+    pub name: String,
+    pub status: String,
+    pub run_id: Uuid,
+    /// The run's current stage (the first not finished).
+    pub stage: Option<String>,
+    /// Seconds since the run's last progress.
+    pub idle_seconds: f64,
+    /// How often the sweeper re-sent the stage's message.
+    pub kicks: i32,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AdminSummary {
     pub projects_by_status: std::collections::BTreeMap<String, i64>,
     pub runs_by_status: std::collections::BTreeMap<String, i64>,
     pub oldest_queued_age_seconds: Option<f64>,
     pub failed: Vec<FailedProject>,
+    /// The threshold `stuck` was listed with, in seconds.
+    pub stuck_after_seconds: f64,
+    /// Projects without progress for longer than that (oldest first, at most 100).
+    pub stuck: Vec<StuckProject>,
 }
 
 /// Counts by status, the age of the oldest project still being provisioned,
-/// and the failed projects (newest first, at most 100) with their last error.
-pub async fn admin_summary(db: &impl GenericClient) -> Result<AdminSummary, StageError> {
+/// the failed projects (newest first, at most 100) with their last error, and
+/// the projects stuck for longer than `stuck_after`.
+pub async fn admin_summary(
+    db: &impl GenericClient,
+    stuck_after: std::time::Duration,
+) -> Result<AdminSummary, StageError> {
     let count = |sql: &'static str| async move {
         Ok::<_, StageError>(
             db.query(sql, &[])
@@ -341,11 +364,31 @@ pub async fn admin_summary(db: &impl GenericClient) -> Result<AdminSummary, Stag
             updated_at: r.get(4),
         })
         .collect();
+    let stuck_after_seconds = stuck_after.as_secs_f64();
+    let stuck = db
+        .query(
+            &crate::store::stalled_runs_sql(false),
+            &[&stuck_after_seconds, &100_i64],
+        )
+        .await?
+        .iter()
+        .map(|r| StuckProject {
+            run_id: r.get(0),
+            project_id: r.get(1),
+            name: r.get(2),
+            status: r.get(3),
+            stage: r.get(4),
+            idle_seconds: r.get(5),
+            kicks: r.get(6),
+        })
+        .collect();
     Ok(AdminSummary {
         projects_by_status,
         runs_by_status,
         oldest_queued_age_seconds,
         failed,
+        stuck_after_seconds,
+        stuck,
     })
 }
 

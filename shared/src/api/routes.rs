@@ -5,8 +5,8 @@
 use super::{Api, ApiRequest, ApiResponse, Problem, MAX_BODY_BYTES};
 use crate::api_keys::{self, KeyError};
 use crate::domain::NewProject;
-use crate::idempotency::{self, Claim};
-use crate::project::{self, CreateProjectError, ResumeError};
+use crate::idempotency;
+use crate::project::{self, CreateProjectError, Creation, RequestKey, ResumeError};
 use crate::report;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -27,7 +27,7 @@ pub async fn handle(api: &Api, req: ApiRequest) -> ApiResponse {
         (["projects", id, "api-keys"], "POST") => issue_key(api, id, &req).await,
         (["projects", id, "api-keys", key_id], "DELETE") => revoke_key(api, id, key_id).await,
         (["provisioning", "jobs"], "GET") => list_jobs(api, &req).await,
-        (["admin", "provisioning"], "GET") => admin_summary(api).await,
+        (["admin", "provisioning"], "GET") => admin_summary(api, &req).await,
         (segments, _) => {
             return match allowed_methods(segments) {
                 Some(allow) => Problem::new(
@@ -144,7 +144,10 @@ fn json_body<T: DeserializeOwned>(req: &ApiRequest) -> Result<T, Problem> {
 
 async fn create_project(api: &Api, req: &ApiRequest) -> Handled {
     let key = match req.header("idempotency-key") {
-        Some(k) if idempotency::is_valid_key(k) => Some(k.to_owned()),
+        Some(k) if idempotency::is_valid_key(k) => Some(RequestKey {
+            key: k.to_owned(),
+            request_hash: idempotency::request_hash(&req.method, &req.path, &req.body),
+        }),
         Some(_) => {
             return Err(Problem::bad_request(
                 Some("Idempotency-Key"),
@@ -154,86 +157,36 @@ async fn create_project(api: &Api, req: &ApiRequest) -> Handled {
         None => None,
     };
     let request: NewProject = json_body(req)?;
-    project::validate_new_project(&request).map_err(|v| Problem::invalid(v.field, v.rule))?;
-    let db = api.db().await?;
-    if let Some(key) = &key {
-        match idempotency::claim(
-            &db,
-            key,
-            &idempotency::request_hash(&req.method, &req.path, &req.body),
-        )
-        .await?
-        {
-            Claim::New => {}
-            Claim::Replay { status, body } => {
-                let location = body
-                    .get("location")
-                    .and_then(|l| l.as_str())
-                    .unwrap_or_default()
-                    .to_owned();
-                return Ok(ApiResponse::json(status, body)
-                    .with_header("location", location)
-                    .with_header("idempotent-replayed", "true"));
-            }
-            Claim::InProgress => {
-                return Err(Problem::conflict(
-                    "a request with this Idempotency-Key is still being handled; retry shortly",
-                )
-                .field("Idempotency-Key"))
-            }
-            Claim::Mismatch => {
-                return Err(Problem::invalid(
-                    "Idempotency-Key",
-                    "was already used with a different request body",
-                ))
-            }
-        }
-    }
-    let created = project::create_project(
+    let creation = project::create_project_keyed(
         &api.pipeline.db,
         &*api.pipeline.queue,
         &request,
         correlation_id(req),
+        key.as_ref(),
     )
     .await;
-    let created = match created {
-        Ok(created) => created,
-        Err(error) => {
-            if let Some(key) = &key {
-                idempotency::release(&db, key).await?;
-            }
-            return Err(match error {
-                CreateProjectError::Invalid(v) => Problem::invalid(v.field, v.rule),
-                CreateProjectError::Unavailable {
-                    error,
-                    project_id: Some(id),
-                } => {
-                    // Stored but not queued: fail it visibly so an operator can retry it.
-                    let message = format!("could not queue the first stage: {}", error.message);
-                    api.pipeline
-                        .fail_current_run(id, crate::domain::Stage::Validate, &message)
-                        .await?;
-                    Problem::unavailable(format!("project {id} was stored but {message}; POST /projects/{id}/provisioning/retry resumes it"))
-                }
-                CreateProjectError::Unavailable {
-                    error,
-                    project_id: None,
-                } => error.into(),
-            });
+    match creation {
+        Ok(Creation::Created(created)) => {
+            let location = created.location();
+            Ok(ApiResponse::json(202, created.response_body()).with_header("location", location))
         }
-    };
-    let location = format!("/projects/{}", created.project_id);
-    let body = json!({
-        "project_id": created.project_id,
-        "run_id": created.run_id,
-        "correlation_id": created.correlation_id,
-        "status": created.status,
-        "location": location,
-    });
-    if let Some(key) = &key {
-        idempotency::complete(&db, key, 202, &body, Some(created.project_id)).await?;
+        Ok(Creation::Replayed { status, body }) => {
+            let location = body
+                .get("location")
+                .and_then(|l| l.as_str())
+                .unwrap_or_default()
+                .to_owned();
+            Ok(ApiResponse::json(status, body)
+                .with_header("location", location)
+                .with_header("idempotent-replayed", "true"))
+        }
+        Err(CreateProjectError::Invalid(v)) => Err(Problem::invalid(v.field, v.rule)),
+        Err(CreateProjectError::KeyReused) => Err(Problem::invalid(
+            "Idempotency-Key",
+            "was already used with a different request body",
+        )),
+        Err(CreateProjectError::Unavailable(e)) => Err(e.into()),
     }
-    Ok(ApiResponse::json(202, body).with_header("location", location))
 }
 
 async fn get_project(api: &Api, id: &str) -> Handled {
@@ -262,14 +215,7 @@ fn empty_body(req: &ApiRequest) -> Result<(), Problem> {
 async fn retry_project(api: &Api, id: &str, req: &ApiRequest) -> Handled {
     let id = path_id(id)?;
     empty_body(req)?;
-    match project::resume_project(
-        &api.pipeline.db,
-        &*api.pipeline.queue,
-        id,
-        correlation_id(req),
-    )
-    .await
-    {
+    match project::resume_project(&api.pipeline, id, correlation_id(req)).await {
         Ok(resumed) => {
             let location = format!("/projects/{id}");
             Ok(
@@ -278,7 +224,7 @@ async fn retry_project(api: &Api, id: &str, req: &ApiRequest) -> Handled {
             )
         }
         Err(ResumeError::NotFound) => Err(Problem::not_found(&format!("project {id}"))),
-        Err(e @ ResumeError::NotFailed(_)) => Err(Problem::conflict(e.to_string())),
+        Err(ResumeError::Refused(why)) => Err(Problem::conflict(why)),
         Err(ResumeError::Unavailable(e)) => Err(e.into()),
     }
 }
@@ -405,9 +351,33 @@ async fn list_jobs(api: &Api, req: &ApiRequest) -> Handled {
     ))
 }
 
-async fn admin_summary(api: &Api) -> Handled {
+async fn admin_summary(api: &Api, req: &ApiRequest) -> Handled {
+    let mut stuck_after = api.pipeline.settings.stalled_after();
+    for (name, value) in &req.query {
+        match name.as_str() {
+            "stuck_after_seconds" => {
+                let seconds: u64 = value
+                    .parse()
+                    .ok()
+                    .filter(|s| (1..=604_800).contains(s))
+                    .ok_or_else(|| {
+                        Problem::bad_request(
+                            Some("stuck_after_seconds"),
+                            "stuck_after_seconds: must be an integer from 1 to 604800",
+                        )
+                    })?;
+                stuck_after = std::time::Duration::from_secs(seconds);
+            }
+            other => {
+                return Err(Problem::bad_request(
+                    Some(other),
+                    format!("{}: unknown query parameter", truncate(other)),
+                ))
+            }
+        }
+    }
     let db = api.db().await?;
-    let summary = report::admin_summary(&db).await?;
+    let summary = report::admin_summary(&db, stuck_after).await?;
     Ok(ApiResponse::json(
         200,
         serde_json::to_value(summary).expect("serialisable"),

@@ -6,11 +6,12 @@
 //! transaction: the project lock serialises workers, `pg_database` is checked
 //! first, and "already exists" is accepted only when this project's role owns it.
 
-use super::{StageContext, DATABASE_SECRET};
+use super::{Ledger, StageContext, DATABASE_SECRET};
 use crate::db::{quote_ident, quote_literal};
 use crate::domain::TenantNames;
 use crate::error::StageError;
 use crate::ports::get_or_create_secret;
+use crate::store::Resource;
 use rand::distr::{Alphanumeric, SampleString};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -77,7 +78,7 @@ impl DatabaseCredentials {
     }
 }
 
-pub async fn run(ctx: &StageContext<'_>) -> Result<(), StageError> {
+pub async fn run(ctx: &StageContext<'_>) -> Result<Ledger, StageError> {
     let settings = &ctx.pipeline.settings;
     let names = TenantNames::for_project(ctx.project.id);
     let (tenant_host, tenant_port) = settings.tenant_host_port();
@@ -105,9 +106,9 @@ pub async fn run(ctx: &StageContext<'_>) -> Result<(), StageError> {
         )));
     }
 
-    let db = ctx.pipeline.db.get().await?;
-    ensure_role(&db, ctx.project.id, &names.role, &credentials.password).await?;
-    ensure_database(&db, &names).await?;
+    let db = ctx.db;
+    ensure_role(db, ctx.project.id, &names.role, &credentials.password).await?;
+    ensure_database(db, &names).await?;
     let database = quote_ident(&names.database);
     let role = quote_ident(&names.role);
     db.batch_execute(&format!(
@@ -118,25 +119,18 @@ pub async fn run(ctx: &StageContext<'_>) -> Result<(), StageError> {
     ))
     .await?;
 
-    crate::store::record_resource(&db, ctx.project.id, "database_role", &names.role, json!({}))
-        .await?;
-    crate::store::record_resource(
-        &db,
-        ctx.project.id,
-        "database",
-        &names.database,
-        json!({ "host": credentials.host, "port": credentials.port, "connection_limit": CONNECTION_LIMIT }),
-    )
-    .await?;
-    crate::store::record_resource(
-        &db,
-        ctx.project.id,
-        "secret",
-        &secret_name,
-        json!({ "kind": DATABASE_SECRET }),
-    )
-    .await?;
-    Ok(())
+    Ok(Ledger {
+        resources: vec![
+            Resource::new("database_role", &names.role, json!({})),
+            Resource::new(
+                "database",
+                &names.database,
+                json!({ "host": credentials.host, "port": credentials.port, "connection_limit": CONNECTION_LIMIT }),
+            ),
+            Resource::new("secret", &secret_name, json!({ "kind": DATABASE_SECRET })),
+        ],
+        ..Ledger::default()
+    })
 }
 
 fn ownership_marker(project_id: Uuid) -> String {

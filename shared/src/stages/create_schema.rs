@@ -2,13 +2,14 @@
 //! migrations as the tenant's own role (so the tenant owns its objects and the
 //! stored credentials are proven to work); the version is recorded.
 
-use super::{DatabaseCredentials, StageContext, DATABASE_SECRET};
+use super::{DatabaseCredentials, Ledger, StageContext, DATABASE_SECRET};
 use crate::db::{self, DbLogin, TENANT_MIGRATIONS};
 use crate::domain::TENANT_SCHEMA;
 use crate::error::StageError;
+use crate::store::Resource;
 use serde_json::json;
 
-pub async fn run(ctx: &StageContext<'_>) -> Result<(), StageError> {
+pub async fn run(ctx: &StageContext<'_>) -> Result<Ledger, StageError> {
     let secret_name = ctx.secret_name(DATABASE_SECRET);
     let secret = ctx
         .pipeline
@@ -35,13 +36,12 @@ pub async fn run(ctx: &StageContext<'_>) -> Result<(), StageError> {
     })?;
     let version = db::migrate(&mut tenant, TENANT_SCHEMA, TENANT_MIGRATIONS).await?;
 
-    let control = ctx.pipeline.db.get().await?;
-    crate::store::record_resource(
-        &control,
-        ctx.project.id,
-        "schema",
-        TENANT_SCHEMA,
-        json!({ "database": credentials.dbname, "version": version }),
-    )
-    .await
+    Ok(Ledger {
+        resources: vec![Resource::new(
+            "schema",
+            TENANT_SCHEMA,
+            json!({ "database": credentials.dbname, "version": version }),
+        )],
+        ..Ledger::default()
+    })
 }

@@ -1,12 +1,15 @@
 //! generate-api-keys: N keys with the project's prefix. The plaintext goes only
 //! to Secrets Manager (created once, deterministic request token); Postgres gets
-//! an scrypt hash of each key, inserted once. A retry reads the keys back from
-//! the secret instead of minting new ones, so there are always exactly N.
+//! an scrypt hash of each key, inserted once, together with the ledger row and
+//! the stage's success. A retry reads the keys back from the secret instead of
+//! minting new ones, so there are always exactly N.
 
-use super::{StageContext, API_KEYS_SECRET};
+use super::{Ledger, StageContext, API_KEYS_SECRET};
+use crate::api_keys::NewKeyRow;
 use crate::error::StageError;
 use crate::keys::{self, ApiKey};
 use crate::ports::get_or_create_secret;
+use crate::store::Resource;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
@@ -55,7 +58,7 @@ impl StoredKeys {
     }
 }
 
-pub async fn run(ctx: &StageContext<'_>) -> Result<(), StageError> {
+pub async fn run(ctx: &StageContext<'_>) -> Result<Ledger, StageError> {
     let project = &ctx.project;
     let secret_name = ctx.secret_name(API_KEYS_SECRET);
     let scopes: Vec<String> = DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect();
@@ -73,34 +76,38 @@ pub async fn run(ctx: &StageContext<'_>) -> Result<(), StageError> {
     .await?;
     let stored = StoredKeys::parse(&secret)?;
 
-    let db = ctx.pipeline.db.get().await?;
+    let ids: Vec<&str> = stored.keys.iter().map(|(k, _)| k.id.as_str()).collect();
+    let existing: Vec<String> = ctx
+        .db
+        .query(
+            "SELECT id FROM control_plane.api_keys WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut api_keys = Vec::new();
     for (key, scopes) in &stored.keys {
-        let exists = db
-            .query_opt(
-                "SELECT 1 FROM control_plane.api_keys WHERE id = $1",
-                &[&key.id],
-            )
-            .await?
-            .is_some();
-        if exists {
+        if existing.contains(&key.id) {
             continue;
         }
         let hash =
             keys::hash_off_thread(key.secret_part(), ctx.pipeline.settings.scrypt_log_n).await?;
-        db.execute(
-            "INSERT INTO control_plane.api_keys (id, project_id, key_prefix, key_hash, scopes, secret_name)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (id) DO NOTHING",
-            &[&key.id, &project.id, &key.prefix, &hash, scopes, &secret_name],
-        )
-        .await?;
+        api_keys.push(NewKeyRow {
+            id: key.id.clone(),
+            prefix: key.prefix.clone(),
+            hash,
+            scopes: scopes.clone(),
+            secret_name: secret_name.clone(),
+        });
     }
-    crate::store::record_resource(
-        &db,
-        project.id,
-        "secret",
-        &secret_name,
-        json!({ "kind": API_KEYS_SECRET, "key_ids": stored.keys.iter().map(|(k, _)| &k.id).collect::<Vec<_>>() }),
-    )
-    .await
+    Ok(Ledger {
+        resources: vec![Resource::new(
+            "secret",
+            &secret_name,
+            json!({ "kind": API_KEYS_SECRET, "key_ids": ids }),
+        )],
+        api_keys,
+    })
 }

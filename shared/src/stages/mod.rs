@@ -1,14 +1,20 @@
 //! The stage executor and each stage's logic.
 //!
-//! For every stage message the executor, under a per-project advisory lock:
-//! 1. decides from Postgres whether the message is current (older runs, finished
-//!    stages and stages not yet reached are acknowledged and ignored; a finished
-//!    stage whose successor never started re-sends the successor's message);
+//! For every stage message the executor, on one pooled connection holding the
+//! project's lock (`lock::ProjectLock`):
+//! 1. decides from Postgres whether the message is current (a message of another
+//!    project's run, an older or finished run, a project not being provisioned,
+//!    a finished stage or a stage not yet reached is acknowledged and changes
+//!    nothing; a finished stage whose successor never started re-sends the
+//!    successor's message);
 //! 2. records the attempt (committed before any side effect);
-//! 3. runs the stage's idempotent logic;
-//! 4. marks the stage succeeded and sends the next stage's message, or records a
-//!    retryable error (the message comes back after the visibility timeout), or
-//!    fails the run and project on a permanent error (the message is acknowledged).
+//! 3. runs the stage's idempotent logic, which returns its ledger (resources,
+//!    key rows) instead of writing it;
+//! 4. commits, in one transaction, the ledger, the stage's success, the
+//!    project's status change and the outbox row of the next stage's message,
+//!    then relays that message; or records a retryable error (the message comes
+//!    back after the visibility timeout); or fails the run and project on a
+//!    permanent error (the message is acknowledged).
 
 mod create_database;
 mod create_schema;
@@ -20,13 +26,17 @@ mod validate;
 pub use create_database::DatabaseCredentials;
 pub use generate_api_keys::StoredKeys;
 
+use crate::api_keys::NewKeyRow;
 use crate::config::Settings;
-use crate::db::lock_key;
 use crate::domain::{Stage, StageMessage};
 use crate::error::StageError;
+use crate::journal::Journal;
+use crate::lock::ProjectLock;
 use crate::ports::{MessageQueue, SecretStore, ServiceRegistrar};
-use crate::store::{self, ProjectRecord, RunView, StageStatus};
-use deadpool_postgres::Pool;
+use crate::status::{ProjectStatus, RunStatus, StageStatus};
+use crate::store::{self, ProjectRecord, Resource, RunView};
+use crate::{fault, outbox};
+use deadpool_postgres::{Object, Pool};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -40,6 +50,8 @@ pub struct Pipeline {
     pub queue: Arc<dyn MessageQueue>,
     pub secrets: Arc<dyn SecretStore>,
     pub registrar: Arc<dyn ServiceRegistrar>,
+    /// Attempts this instance could not write when they happened.
+    pub journal: Arc<Journal>,
 }
 
 /// What happened to a message that did not need a retry.
@@ -49,7 +61,7 @@ pub enum Outcome {
     Completed { attempt: i32, next: Option<Stage> },
     /// The stage was already done; its successor had not started, so its message was re-sent.
     Resent { next: Stage },
-    /// Nothing to do: the reason says why (older run, finished stage, ...).
+    /// Nothing to do, nothing changed: the reason says why (older run, finished stage, ...).
     Ignored(&'static str),
     /// A permanent error failed the project; the message is acknowledged.
     Failed(String),
@@ -61,28 +73,25 @@ pub enum Decision {
     Run,
     ResendNext(Stage),
     Ignore(&'static str),
-    Reject(String),
 }
 
-/// Decides what a message for `stage` should do given the run's state.
+/// Decides what a message for `stage` should do given the run's state. Only
+/// the current stage of the project's current, running run may run (or fail).
 pub fn decide(view: &RunView, msg: &StageMessage) -> Decision {
     if view.run_project_id != msg.project_id {
-        return Decision::Reject(format!(
-            "run {} does not belong to project {}",
-            msg.run_id, msg.project_id
-        ));
+        return Decision::Ignore("the run belongs to another project");
     }
     if view.project.current_run_id != Some(msg.run_id) {
         return Decision::Ignore("message of an older run");
     }
-    if view.run_status != "running" {
+    if view.run_status != RunStatus::Running {
         return Decision::Ignore("run already finished");
     }
+    if !view.project.status.is_provisioning() {
+        return Decision::Ignore("project is not being provisioned");
+    }
     let Some(row) = view.stage(msg.stage) else {
-        return Decision::Reject(format!(
-            "stage {} is not part of run {}",
-            msg.stage, msg.run_id
-        ));
+        return Decision::Ignore("stage is not part of the run");
     };
     match row.status {
         StageStatus::Succeeded => {
@@ -98,26 +107,28 @@ pub fn decide(view: &RunView, msg: &StageMessage) -> Decision {
         }
         _ => {}
     }
-    let previous = view
-        .stages
-        .iter()
-        .take_while(|s| s.stage != msg.stage)
-        .filter(|s| s.status != StageStatus::Skipped)
-        .last();
-    match previous {
-        Some(p) if p.status != StageStatus::Succeeded => {
-            Decision::Ignore("previous stage has not finished")
-        }
-        _ => Decision::Run,
+    match view.current_stage() {
+        Some(current) if current.stage == msg.stage => Decision::Run,
+        _ => Decision::Ignore("previous stage has not finished"),
     }
 }
 
 /// What a stage's logic gets.
 pub struct StageContext<'a> {
     pub pipeline: &'a Pipeline,
+    /// The connection holding the project's lock: all of the stage's SQL on the
+    /// control-plane database goes through it.
+    pub db: &'a Object,
     pub message: StageMessage,
     pub project: ProjectRecord,
     pub attempt: i32,
+}
+
+/// What a stage leaves to be committed with its success, in one transaction.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    pub resources: Vec<Resource>,
+    pub api_keys: Vec<NewKeyRow>,
 }
 
 impl StageContext<'_> {
@@ -139,114 +150,106 @@ pub fn secret_name(settings: &Settings, project_id: Uuid, kind: &str) -> String 
 pub const DATABASE_SECRET: &str = "database";
 pub const API_KEYS_SECRET: &str = "api-keys";
 
+/// The fault point between a stage's side effects and its commit.
+pub const BEFORE_COMMIT: &str = "stage:before-commit";
+
 impl Pipeline {
     /// Handles one stage message. `Err` means "retry later" (always retryable);
     /// permanent errors are recorded and come back as `Outcome::Failed`.
     pub async fn run_stage(&self, msg: &StageMessage) -> Result<Outcome, StageError> {
-        self.with_project_lock(msg.project_id, || self.run_locked(msg))
-            .await
+        self.run_received(msg, None).await
+    }
+
+    /// As `run_stage`, with SQS's receive count of the message.
+    pub async fn run_received(
+        &self,
+        msg: &StageMessage,
+        receive_count: Option<u32>,
+    ) -> Result<Outcome, StageError> {
+        self.with_project_lock(msg.project_id, async |db: &mut Object| {
+            self.run_locked(db, msg, receive_count).await
+        })
+        .await
     }
 
     /// Handles a message that exhausted its receives: the project becomes failed
-    /// with the stage, the attempts and the last recorded error.
+    /// with the stage, the attempts and the last error known. Only the current
+    /// stage of the current, running run can be failed this way.
     pub async fn dead_letter(
         &self,
         msg: &StageMessage,
         receive_count: Option<u32>,
     ) -> Result<Outcome, StageError> {
-        self.with_project_lock(msg.project_id, || async {
-            let mut db = self.db.get().await?;
-            let Some(view) = store::load_run_view(&db, msg).await? else {
+        self.with_project_lock(msg.project_id, async |db: &mut Object| {
+            self.flush_journal(db).await?;
+            let Some(view) = store::load_run_view(&*db, msg).await? else {
                 return Ok(Outcome::Ignored("project or run not found"));
             };
-            if view.project.current_run_id != Some(msg.run_id) || view.run_status != "running" {
-                return Ok(Outcome::Ignored("run no longer current"));
+            match decide(&view, msg) {
+                Decision::Run => {}
+                Decision::Ignore(why) => return Ok(Outcome::Ignored(why)),
+                Decision::ResendNext(_) => return Ok(Outcome::Ignored("stage already succeeded")),
             }
-            let Some(row) = view.stage(msg.stage) else {
-                return Ok(Outcome::Ignored("stage not in run"));
-            };
-            if matches!(
-                row.status,
-                StageStatus::Succeeded | StageStatus::Failed | StageStatus::Skipped
-            ) {
-                return Ok(Outcome::Ignored("stage already finished"));
-            }
-            // Attempts are counted by the stage itself: the DLQ copy's receive
-            // count also counts receives from the DLQ, so it is only logged.
-            let attempts = row.attempts;
+            let row = view.stage(msg.stage).expect("decide found the stage");
+            // The queue gave the message all its receives before redriving it;
+            // those the stage could not write are counted from the policy.
+            let receives = self.settings.max_receive_count as i32;
+            let attempts = row.attempts.max(receives);
             tracing::info!(
                 attempts,
+                recorded_attempts = row.attempts,
                 receive_count,
                 "dead-lettered after its receives ran out"
             );
-            let last = row
-                .last_error
-                .clone()
-                .unwrap_or_else(|| "no error recorded (the function crashed or timed out)".into());
+            let last = match &row.last_error {
+                Some(error) => error.clone(),
+                None if row.attempts < receives => format!(
+                    "{} of {receives} receives left no record: the control-plane database was out of reach or the function timed out before writing",
+                    receives - row.attempts
+                ),
+                None => "no error recorded (the function crashed or timed out)".to_owned(),
+            };
             let error = format!("gave up after {attempts} attempts: {last}");
-            store::record_failure(&mut db, msg, &error, "dead-letter").await?;
-            Ok(Outcome::Failed(error))
+            match store::record_failure(&*db, msg, &error, "dead-letter", attempts).await? {
+                Some(_) => Ok(Outcome::Failed(error)),
+                None => Ok(Outcome::Ignored("stage no longer open")),
+            }
         })
         .await
     }
 
-    /// Fails the current run of a project named by a malformed message.
-    pub async fn fail_current_run(
+    /// Runs `work` on one pooled connection holding the project's lock, so all
+    /// work on a project is serialised across workers without any of them
+    /// holding a connection while waiting for another.
+    pub async fn with_project_lock<T, E>(
         &self,
         project_id: Uuid,
-        stage: Stage,
-        error: &str,
-    ) -> Result<Outcome, StageError> {
-        self.with_project_lock(project_id, || async {
-            let mut db = self.db.get().await?;
-            let Some(project) = store::load_project(&db, project_id).await? else {
-                return Ok(Outcome::Ignored("project not found"));
-            };
-            let Some(run_id) = project.current_run_id else {
-                return Ok(Outcome::Ignored("project has no run"));
-            };
-            let msg = StageMessage {
-                project_id,
-                run_id,
-                stage,
-                correlation_id: Uuid::nil(),
-            };
-            store::record_failure(&mut db, &msg, error, stage.as_str()).await?;
-            Ok(Outcome::Failed(error.to_owned()))
-        })
-        .await
-    }
-
-    /// Serialises all stage work on one project across workers: a transaction
-    /// holds `pg_advisory_xact_lock` while `work` runs on other connections.
-    pub async fn with_project_lock<T, F, Fut>(
-        &self,
-        project_id: Uuid,
-        work: F,
-    ) -> Result<T, StageError>
+        work: impl AsyncFnOnce(&mut Object) -> Result<T, E>,
+    ) -> Result<T, E>
     where
-        F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<T, StageError>>,
+        E: From<StageError>,
     {
-        let mut conn = self.db.get().await?;
-        let lock = conn.transaction().await?;
-        let timeout = format!("{}ms", self.settings.stage_lock_timeout.as_millis());
-        lock.execute("SELECT set_config('lock_timeout', $1, true)", &[&timeout])
-            .await?;
-        lock.execute(
-            "SELECT pg_advisory_xact_lock($1)",
-            &[&lock_key("project", &project_id.to_string())],
-        )
-        .await?;
-        let result = work().await;
-        lock.commit().await?;
+        let mut lock = ProjectLock::acquire(&self.db, project_id).await?;
+        let result = work(&mut lock).await;
+        lock.release().await;
         result
     }
 
-    async fn run_locked(&self, msg: &StageMessage) -> Result<Outcome, StageError> {
-        let mut db = self.db.get().await?;
-        let Some(view) = store::load_run_view(&db, msg).await? else {
-            // Nothing to fail: the message names no known project run.
+    async fn flush_journal(&self, db: &Object) -> Result<(), StageError> {
+        if !self.journal.is_empty() {
+            self.journal.flush(db).await?;
+        }
+        Ok(())
+    }
+
+    async fn run_locked(
+        &self,
+        db: &mut Object,
+        msg: &StageMessage,
+        receive_count: Option<u32>,
+    ) -> Result<Outcome, StageError> {
+        self.flush_journal(db).await?;
+        let Some(view) = store::load_run_view(&*db, msg).await? else {
             return Ok(Outcome::Ignored("project or run not found"));
         };
         match decide(&view, msg) {
@@ -255,16 +258,15 @@ impl Pipeline {
                 self.queue.send(&msg.for_stage(next)).await?;
                 return Ok(Outcome::Resent { next });
             }
-            Decision::Reject(why) => {
-                store::record_failure(&mut db, msg, &why, msg.stage.as_str()).await?;
-                return Ok(Outcome::Failed(why));
-            }
             Decision::Run => {}
         }
-        let attempt = store::record_attempt(&db, msg).await?;
-        drop(db); // the logic takes its own connections; keep the pool free
+        let Some(attempt) = store::record_attempt(&*db, msg, receive_count).await? else {
+            return Ok(Outcome::Ignored("stage may not run"));
+        };
+        let was_requested = view.project.status == ProjectStatus::Requested;
         let ctx = StageContext {
             pipeline: self,
+            db,
             message: *msg,
             project: view.project,
             attempt,
@@ -277,24 +279,52 @@ impl Pipeline {
             Stage::GenerateApiKeys => generate_api_keys::run(&ctx).await,
             Stage::Finalize => finalize::run(&ctx).await,
         };
-        let mut db = self.db.get().await?;
         match result {
-            Ok(()) => {
-                store::record_success(&db, msg).await?;
+            Ok(ledger) => {
+                fault::point(msg.project_id, BEFORE_COMMIT).await;
                 let next = msg.stage.next();
-                if let Some(next) = next {
-                    self.queue.send(&msg.for_stage(next)).await?;
+                let tx = db.transaction().await?;
+                store::record_resources(&tx, msg.project_id, &ledger.resources).await?;
+                crate::api_keys::insert_keys(&tx, msg.project_id, &ledger.api_keys).await?;
+                if !store::record_success(&tx, msg).await? {
+                    return Ok(Outcome::Ignored("stage no longer open"));
+                }
+                match msg.stage {
+                    Stage::Validate if was_requested => {
+                        store::transition_project(
+                            &tx,
+                            msg.project_id,
+                            msg.run_id,
+                            ProjectStatus::Provisioning,
+                        )
+                        .await?;
+                    }
+                    Stage::Finalize => store::finish_run_ready(&tx, msg).await?,
+                    _ => {}
+                }
+                let handoff = match next {
+                    Some(next) => Some(outbox::enqueue(&tx, &msg.for_stage(next)).await?),
+                    None => None,
+                };
+                tx.commit().await?;
+                if let Some(handoff) = handoff {
+                    outbox::relay(&*db, &*self.queue, &[handoff]).await?;
                 }
                 Ok(Outcome::Completed { attempt, next })
             }
             Err(e) if e.is_retryable() => {
-                store::record_retryable_error(&db, msg, &e).await?;
+                if let Err(unwritten) = store::record_retryable_error(&*db, msg, &e).await {
+                    self.journal.note(msg, &e, receive_count);
+                    tracing::warn!(error = %unwritten, "could not record the retryable error");
+                }
                 Err(e)
             }
             Err(e) => {
                 let error = e.to_string();
-                store::record_failure(&mut db, msg, &error, msg.stage.as_str()).await?;
-                Ok(Outcome::Failed(error))
+                match store::record_failure(&*db, msg, &error, msg.stage.as_str(), 0).await? {
+                    Some(_) => Ok(Outcome::Failed(error)),
+                    None => Ok(Outcome::Ignored("stage no longer open")),
+                }
             }
         }
     }
@@ -318,7 +348,7 @@ mod tests {
             services: ServiceSelection::default(),
             api_key_count: 2,
             api_key_prefix: "pk".into(),
-            status: "provisioning".into(),
+            status: ProjectStatus::Provisioning,
             current_run_id: Some(run_id),
         };
         let stages = statuses
@@ -340,7 +370,7 @@ mod tests {
             RunView {
                 project,
                 run_project_id: project_id,
-                run_status: "running".into(),
+                run_status: RunStatus::Running,
                 stages,
             },
             msg,
@@ -399,9 +429,46 @@ mod tests {
     }
 
     #[test]
-    fn a_run_of_another_project_is_rejected() {
+    fn a_run_of_another_project_is_ignored() {
         let (mut v, m) = view(&fresh_run());
         v.run_project_id = Uuid::new_v4();
-        assert!(matches!(decide(&v, &m), Decision::Reject(_)));
+        assert_eq!(
+            decide(&v, &m),
+            Decision::Ignore("the run belongs to another project")
+        );
+    }
+
+    #[test]
+    fn no_message_runs_on_a_project_that_is_not_being_provisioned() {
+        for status in [
+            ProjectStatus::Ready,
+            ProjectStatus::Failed,
+            ProjectStatus::Suspended,
+            ProjectStatus::Deleted,
+        ] {
+            let (mut v, m) = view(&fresh_run());
+            v.project.status = status;
+            assert_eq!(
+                decide(&v, &m),
+                Decision::Ignore("project is not being provisioned"),
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_finished_run_and_a_stage_ahead_of_the_current_one_are_ignored() {
+        let (mut v, m) = view(&fresh_run());
+        v.run_status = RunStatus::Succeeded;
+        assert_eq!(decide(&v, &m), Decision::Ignore("run already finished"));
+        let mut stages = fresh_run();
+        stages[0] = (Stage::Validate, Succeeded, 1);
+        stages[1] = (Stage::CreateDatabase, Retrying, 1);
+        let (v, m) = view(&stages);
+        assert_eq!(
+            decide(&v, &m.for_stage(Stage::Finalize)),
+            Decision::Ignore("previous stage has not finished")
+        );
+        assert_eq!(decide(&v, &m.for_stage(Stage::CreateDatabase)), Decision::Run);
     }
 }

@@ -1,21 +1,19 @@
 //! validate: the project exists and is eligible, its identifiers are valid, its
 //! region is available and its quotas hold.
 
-use super::StageContext;
+use super::{Ledger, StageContext};
 use crate::domain::{quota, TenantNames};
 use crate::error::StageError;
 use crate::keys;
 
-pub async fn run(ctx: &StageContext<'_>) -> Result<(), StageError> {
+/// The executor moves a `requested` project to `provisioning` when this succeeds.
+pub async fn run(ctx: &StageContext<'_>) -> Result<Ledger, StageError> {
     let project = &ctx.project;
-    match project.status.as_str() {
-        "requested" | "provisioning" => {}
-        "ready" => return Err(StageError::permanent("project is already provisioned")),
-        other => {
-            return Err(StageError::permanent(format!(
-                "project is {other} and cannot be provisioned"
-            )))
-        }
+    if !project.status.is_provisioning() {
+        return Err(StageError::permanent(format!(
+            "project is {} and cannot be provisioned",
+            project.status
+        )));
     }
     for (field, id) in [
         ("owner_id", project.owner_id),
@@ -34,7 +32,7 @@ pub async fn run(ctx: &StageContext<'_>) -> Result<(), StageError> {
         )));
     }
 
-    let db = ctx.pipeline.db.get().await?;
+    let db = ctx.db;
     let region = db
         .query_opt(
             "SELECT available FROM control_plane.regions WHERE code = $1",
@@ -89,11 +87,5 @@ pub async fn run(ctx: &StageContext<'_>) -> Result<(), StageError> {
         )));
     }
 
-    db.execute(
-        "UPDATE control_plane.projects SET status = 'provisioning', updated_at = now()
-          WHERE id = $1 AND status = 'requested'",
-        &[&project.id],
-    )
-    .await?;
-    Ok(())
+    Ok(Ledger::default())
 }
