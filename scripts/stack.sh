@@ -5,6 +5,7 @@
 #   scripts/stack.sh down     stop everything, delete the cluster and .local/env (keeps the venv cache)
 #   scripts/stack.sh status   report each service; exit 0 only if both are up
 #   scripts/stack.sh env      print .local/env
+#   scripts/stack.sh pg-stop | pg-start   take the running cluster away and bring it back (fault tests)
 #
 # Environment knobs for `up`:
 #   PG_PORT / MOTO_PORT   use these ports instead of picking free ones (fails if in use)
@@ -301,6 +302,7 @@ start_pg() {
     fi
     # pg_ctl hands -o to /bin/sh, so quote each option (paths may contain spaces).
     printf -v opt_str '%q ' "${opts[@]}"
+    printf '%s' "$opt_str" >"$PG_DIR/start-opts" # for `pg-start` after `pg-stop`
     if ! as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -o "$opt_str" -w -t 60 start >/dev/null 2>&1; then
         log_tail "$PG_LOG"
         die "postgres did not start (full log: $PG_LOG)"
@@ -508,6 +510,26 @@ cmd_down() {
     log "stack down ($(since "$t0"))"
 }
 
+# Stops the running cluster (fast shutdown), keeping its data: fault tests use
+# it to take Postgres away and `pg-start` to bring the same cluster back.
+cmd_pg_stop() {
+    local t0 pg_ctl
+    t0=$(now_us)
+    pg_ctl=$(pg_ctl_for_data) || die "no cluster in ${PG_DATA#"$REPO_ROOT"/}"
+    as_pg "$pg_ctl" -D "$PG_DATA" -m fast -w -t 60 stop >/dev/null || die "pg_ctl stop failed"
+    log "postgres stopped ($(since "$t0"))"
+}
+
+cmd_pg_start() {
+    local t0 pg_ctl
+    t0=$(now_us)
+    pg_ctl=$(pg_ctl_for_data) || die "no cluster in ${PG_DATA#"$REPO_ROOT"/}"
+    [[ -f $PG_DIR/start-opts ]] || die "no $PG_DIR/start-opts: run scripts/stack.sh up first"
+    as_pg "$pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -o "$(cat "$PG_DIR/start-opts")" -w -t 60 start >/dev/null ||
+        { log_tail "$PG_LOG"; die "postgres did not start again"; }
+    log "postgres started again ($(since "$t0"))"
+}
+
 cmd_status() {
     local ok=0 port pid pg_isready
     port=$(running_pg_port)
@@ -539,13 +561,15 @@ cmd_env() {
 
 usage() {
     cat >&2 <<EOF
-usage: scripts/stack.sh up|down|status|env
+usage: scripts/stack.sh up|down|status|env|pg-stop|pg-start
 
   up      fresh PostgreSQL cluster + moto server; writes .local/env
           (env: PG_PORT, MOTO_PORT to fix ports; PG_DURABLE=1; PG_SSL=1)
   down    stop both, delete the cluster and .local/env (keeps .local/venv)
   status  show what runs; exit 0 only if both services are up
   env     print .local/env (eval "\$(scripts/stack.sh env)")
+  pg-stop / pg-start   stop the running cluster keeping its data / start it again
+          (the fault tests take Postgres away with these)
 EOF
 }
 
@@ -555,6 +579,8 @@ main() {
     down) cmd_down ;;
     status) cmd_status || exit 1 ;;
     env) cmd_env ;;
+    pg-stop) cmd_pg_stop ;;
+    pg-start) cmd_pg_start ;;
     -h | --help | help) usage ;;
     *)
         usage

@@ -4,6 +4,7 @@
 
 use pipeline_tests::*;
 use provisioning::domain::{Service, Stage, StageMessage};
+use provisioning::project::CreatedProject;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -235,4 +236,155 @@ async fn a_malformed_message_naming_nothing_is_acknowledged_without_effect() {
             .get::<_, i64>(0),
         0
     );
+}
+
+/// Everything the control plane holds about a project, as text.
+async fn snapshot(env: &TestEnv, project_id: Uuid) -> Vec<Option<String>> {
+    let row = env
+        .db()
+        .await
+        .query_one(
+            "SELECT (SELECT row_to_json(p)::text FROM control_plane.projects p WHERE id = $1),
+                    (SELECT json_agg(r ORDER BY run_number)::text FROM control_plane.provisioning_runs r
+                      WHERE project_id = $1),
+                    (SELECT json_agg(s ORDER BY s.run_id, s.position)::text
+                       FROM control_plane.provisioning_stages s
+                       JOIN control_plane.provisioning_runs r ON r.id = s.run_id WHERE r.project_id = $1),
+                    (SELECT json_agg(x ORDER BY service)::text FROM control_plane.project_services x
+                      WHERE project_id = $1),
+                    (SELECT json_agg(x ORDER BY resource_type, resource_id)::text
+                       FROM control_plane.project_resources x WHERE project_id = $1),
+                    (SELECT json_agg(x ORDER BY id)::text FROM control_plane.api_keys x WHERE project_id = $1),
+                    (SELECT count(*)::text FROM control_plane.audit_log WHERE project_id = $1),
+                    (SELECT count(*)::text FROM control_plane.outbox WHERE project_id = $1)",
+            &[&project_id],
+        )
+        .await
+        .unwrap();
+    (0..8).map(|i| row.get(i)).collect()
+}
+
+/// Stray messages for a project: on every stage queue a malformed body naming
+/// it, a message of its current run for another stage, one of an unknown run
+/// and one of its current run for that queue's stage; on every DLQ a message of
+/// its current run. `legit` lists the (queue, stage) pairs left out because
+/// they are the project's own next work, not strays.
+async fn send_strays(env: &TestEnv, created: &CreatedProject, legit: &[(&str, Stage)]) -> usize {
+    let current = StageMessage {
+        project_id: created.project_id,
+        run_id: created.run_id,
+        stage: Stage::Validate,
+        correlation_id: created.correlation_id,
+    };
+    let mut sent = 0;
+    for stage in Stage::ALL {
+        let queue = stage.queue_name();
+        let mut bodies = vec![
+            current.for_stage(stage).to_body().replace('}', ",\"extra\":1}"),
+            current
+                .for_stage(stage.next().unwrap_or(Stage::Validate))
+                .to_body(),
+            StageMessage {
+                run_id: Uuid::new_v4(),
+                ..current.for_stage(stage)
+            }
+            .to_body(),
+        ];
+        if !legit.contains(&(queue, stage)) {
+            bodies.push(current.for_stage(stage).to_body());
+        }
+        let dlq = stage.dead_letter_queue_name();
+        for body in &bodies {
+            env.send_raw(queue, body).await;
+            sent += 1;
+        }
+        if !legit.contains(&(dlq.as_str(), stage)) {
+            env.send_raw(&dlq, &current.for_stage(stage).to_body()).await;
+            sent += 1;
+        }
+    }
+    sent
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stray_messages_on_every_queue_change_nothing_of_a_ready_a_failed_or_a_provisioning_project()
+{
+    let env = TestEnv::with(EnvOptions {
+        scrypt_log_n: Some(10),
+        ..Default::default()
+    })
+    .await;
+    let ready = env.create(&project("stray-ready")).await;
+    assert_ready(&env.settle(ready.project_id).await);
+    let failed = env.create(&project("stray-failed")).await;
+    env.exec(
+        "UPDATE control_plane.projects SET region = 'mars-north-1' WHERE id = $1",
+        &[&failed.project_id],
+    )
+    .await;
+    assert_eq!(env.settle(failed.project_id).await.status, "failed");
+    // Provisioning: validate done, create-database's message taken off its queue.
+    let moving = env.create(&project("stray-moving")).await;
+    assert_eq!(env.drain_queue("validate").await, 1);
+    let first = StageMessage {
+        project_id: moving.project_id,
+        run_id: moving.run_id,
+        stage: Stage::Validate,
+        correlation_id: moving.correlation_id,
+    };
+    env.pipeline.run_stage(&first).await.unwrap();
+    assert_eq!(env.drain_queue("create-database").await, 1);
+    assert_eq!(env.report(moving.project_id).await.status, "provisioning");
+    env.drain(&env.runner, Duration::from_secs(30)).await;
+
+    let projects = [&ready, &failed, &moving];
+    let mut before = Vec::new();
+    for p in projects {
+        before.push(snapshot(&env, p.project_id).await);
+    }
+    let mut sent = send_strays(&env, &ready, &[]).await;
+    sent += send_strays(&env, &failed, &[]).await;
+    // The moving project's own work: its current stage, on its queue and DLQ,
+    // and a copy of the stage it finished (which re-sends its successor).
+    sent += send_strays(
+        &env,
+        &moving,
+        &[
+            ("create-database", Stage::CreateDatabase),
+            ("create-database-dlq", Stage::CreateDatabase),
+            ("validate", Stage::Validate),
+        ],
+    )
+    .await;
+    assert_eq!(sent, 87, "strays sent");
+    env.drain(&env.runner, Duration::from_secs(60)).await;
+
+    for (p, before) in projects.iter().zip(before) {
+        assert_eq!(
+            snapshot(&env, p.project_id).await,
+            before,
+            "a stray message changed project {}",
+            p.project_id
+        );
+    }
+    let logs = captured_logs();
+    for reason in [
+        "run already finished",
+        "previous stage has not finished",
+        "message on the wrong queue",
+        "project or run not found",
+        "malformed message acknowledged; nothing changed",
+    ] {
+        assert!(
+            logs.contains(reason),
+            "no message was ignored for: {reason}: {}",
+            logs.lines()
+                .filter(|l| l.contains("reason"))
+                .map(|l| l.split("\"reason\":").nth(1).unwrap_or("").split(',').next().unwrap_or(""))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+    }
 }

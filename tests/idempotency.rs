@@ -23,65 +23,6 @@ impl MessageQueue for DuplicatingQueue {
     }
 }
 
-/// One database, one role, each secret written once, exactly `keys` key rows.
-async fn assert_exactly_one_of_everything(env: &TestEnv, project_id: Uuid, keys: i64) {
-    let names = TenantNames::for_project(project_id);
-    let admin = env.admin().await;
-    let databases: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM pg_database WHERE datname = $1",
-            &[&names.database],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    let roles: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM pg_roles WHERE rolname = $1",
-            &[&names.role],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!((databases, roles), (1, 1));
-    let secrets = env.secret_names().await;
-    assert_eq!(
-        secrets,
-        [
-            env.secret_name(project_id, "api-keys"),
-            env.secret_name(project_id, "database")
-        ]
-    );
-    for secret in &secrets {
-        assert_eq!(
-            env.secret_version_count(secret).await,
-            1,
-            "{secret} was written more than once"
-        );
-    }
-    assert_eq!(
-        env.count(
-            "SELECT count(*) FROM control_plane.api_keys WHERE project_id = $1",
-            project_id
-        )
-        .await,
-        keys
-    );
-    assert_eq!(plaintext_keys(env, project_id).await.len() as i64, keys);
-    assert_eq!(
-        env.count(
-            "SELECT count(*) FROM control_plane.project_services WHERE project_id = $1",
-            project_id
-        )
-        .await,
-        3
-    );
-    assert_eq!(
-        env.count("SELECT count(*) FROM control_plane.audit_log WHERE project_id = $1 AND action = 'provisioning.ready'", project_id).await,
-        1
-    );
-}
-
 fn attempts(report: &provisioning::report::ProjectReport) -> Vec<(String, i32)> {
     report
         .timeline

@@ -144,6 +144,7 @@ impl TestEnv {
         let mut settings: Vec<(&'static str, String)> = vec![
             ("REGISTRATION_TIMEOUT_MS", "2000".into()),
             ("STAGE_LOCK_TIMEOUT_MS", "10000".into()),
+            ("VISIBILITY_TIMEOUT", TEST_VISIBILITY_SECS.to_string()),
         ];
         if let Some(log_n) = options.scrypt_log_n {
             settings.push(("API_KEY_SCRYPT_LOG_N", log_n.to_string()));
@@ -294,6 +295,43 @@ impl TestEnv {
             total += self.queue_depth(&consumer.queue_name).await;
         }
         total
+    }
+
+    /// Receives and deletes every message of a queue, waiting out those in
+    /// flight (a stopped runner's long poll may still have taken one); returns
+    /// how many.
+    pub async fn drain_queue(&self, queue_name: &str) -> usize {
+        let mut taken = 0;
+        let started = Instant::now();
+        loop {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{queue_name} not drained"
+            );
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(self.queue_url(queue_name))
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .expect("receive");
+            let messages = out.messages.unwrap_or_default();
+            if messages.is_empty() && self.queue_depth(queue_name).await == 0 {
+                return taken;
+            }
+            for m in &messages {
+                self.sqs
+                    .delete_message()
+                    .queue_url(self.queue_url(queue_name))
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delete");
+                taken += 1;
+            }
+        }
     }
 
     pub async fn send_raw(&self, queue_name: &str, body: &str) {
@@ -545,4 +583,98 @@ pub async fn env_with_service(service: Service, server: &wiremock::MockServer) -
         ..Default::default()
     })
     .await
+}
+
+/// One database, one role, each secret written once, exactly `keys` key rows.
+pub async fn assert_exactly_one_of_everything(env: &TestEnv, project_id: Uuid, keys: i64) {
+    let names = provisioning::domain::TenantNames::for_project(project_id);
+    let admin = env.admin().await;
+    let databases: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname = $1",
+            &[&names.database],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let roles: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_roles WHERE rolname = $1",
+            &[&names.role],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!((databases, roles), (1, 1));
+    let secrets = env.secret_names().await;
+    assert_eq!(
+        secrets,
+        [
+            env.secret_name(project_id, "api-keys"),
+            env.secret_name(project_id, "database")
+        ]
+    );
+    for secret in &secrets {
+        assert_eq!(
+            env.secret_version_count(secret).await,
+            1,
+            "{secret} was written more than once"
+        );
+    }
+    assert_eq!(
+        env.count(
+            "SELECT count(*) FROM control_plane.api_keys WHERE project_id = $1",
+            project_id
+        )
+        .await,
+        keys
+    );
+    assert_eq!(plaintext_keys(env, project_id).await.len() as i64, keys);
+    assert_eq!(
+        env.count(
+            "SELECT count(*) FROM control_plane.project_services WHERE project_id = $1",
+            project_id
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        env.count("SELECT count(*) FROM control_plane.audit_log WHERE project_id = $1 AND action = 'provisioning.ready'", project_id).await,
+        1
+    );
+}
+
+
+/// Runs `scripts/stack.sh COMMAND` (pg-stop, pg-start): the fault tests take
+/// the local stack's Postgres away and bring it back with it.
+pub fn stack_control(command: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/stack.sh");
+    let status = std::process::Command::new("bash")
+        .arg(script)
+        .arg(command)
+        .status()
+        .unwrap_or_else(|e| panic!("{script} {command}: {e}"));
+    assert!(status.success(), "{script} {command} failed: {HOW_TO_START}");
+}
+
+impl TestEnv {
+    /// Serves this environment's API over HTTP on a free loopback port, as the
+    /// local API does; returns its base URL and a switch that stops it.
+    pub async fn serve_api(&self) -> (String, tokio::sync::watch::Sender<bool>) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("a free loopback port");
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(local_dev::http::serve(self.api(), listener, stopped));
+        (base_url, stop)
+    }
+}
+
+/// An HTTP client for the local API.
+pub fn http_client() -> reqwest::Client {
+    provisioning::tls::http_client()
+        .expect("http client")
+        .build()
+        .expect("http client")
 }

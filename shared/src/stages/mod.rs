@@ -23,6 +23,8 @@ mod generate_api_keys;
 mod register_services;
 mod validate;
 
+pub use register_services::AFTER_REGISTRATION;
+
 pub use create_database::DatabaseCredentials;
 pub use generate_api_keys::StoredKeys;
 
@@ -151,7 +153,16 @@ pub const DATABASE_SECRET: &str = "database";
 pub const API_KEYS_SECRET: &str = "api-keys";
 
 /// The fault point between a stage's side effects and its commit.
-pub const BEFORE_COMMIT: &str = "stage:before-commit";
+pub fn before_commit(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Validate => "validate:before-commit",
+        Stage::CreateDatabase => "create-database:before-commit",
+        Stage::CreateSchema => "create-schema:before-commit",
+        Stage::RegisterServices => "register-services:before-commit",
+        Stage::GenerateApiKeys => "generate-api-keys:before-commit",
+        Stage::Finalize => "finalize:before-commit",
+    }
+}
 
 impl Pipeline {
     /// Handles one stage message. `Err` means "retry later" (always retryable);
@@ -281,7 +292,7 @@ impl Pipeline {
         };
         match result {
             Ok(ledger) => {
-                fault::point(msg.project_id, BEFORE_COMMIT).await;
+                fault::point(msg.project_id, before_commit(msg.stage)).await;
                 let next = msg.stage.next();
                 let tx = db.transaction().await?;
                 store::record_resources(&tx, msg.project_id, &ledger.resources).await?;
