@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use aws_sdk_sqs::types::Message;
 use local_dev::{Delivery, Runner};
 use pipeline_tests::*;
-use provisioning::domain::{Stage, StageMessage, TenantNames};
+use provisioning::domain::{Service, Stage, StageMessage};
 use provisioning::ports::MessageQueue;
 use provisioning::StageError;
 use std::sync::Arc;
@@ -240,4 +240,126 @@ async fn two_projects_provisioned_concurrently_each_get_their_own_database() {
         );
     }
     assert_eq!(env.secret_names().await.len(), 4);
+}
+
+/// Runs the runner until `point` is reached for the project, then stops it
+/// there: the handler's future is dropped as a killed process would be (its
+/// connection closed, its lock released, its message not acknowledged).
+async fn crash_at(env: &TestEnv, project_id: Uuid, point: &'static str) {
+    let reached = provisioning::fault::arm(project_id, point);
+    let running = env.runner.spawn(1);
+    tokio::time::timeout(Duration::from_secs(60), reached)
+        .await
+        .unwrap_or_else(|_| panic!("{point} was not reached"))
+        .expect("armed");
+    running.stop().await;
+}
+
+/// The ledger of a ready project with every service: one row per tenant object.
+async fn assert_complete_ledger(env: &TestEnv, project_id: Uuid) {
+    let rows = strings(
+        &**env.db().await,
+        &format!(
+            "SELECT resource_type || ':' || CASE WHEN resource_type = 'secret' THEN regexp_replace(resource_id, '^.*/', '') ELSE '' END
+               FROM control_plane.project_resources
+              WHERE project_id = '{project_id}' ORDER BY 1"
+        ),
+    )
+    .await;
+    assert_eq!(
+        rows,
+        [
+            "database:",
+            "database_role:",
+            "schema:",
+            "secret:api-keys",
+            "secret:database",
+            "service:",
+            "service:",
+            "service:"
+        ],
+        "the resource ledger is complete, nothing twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_each_stages_side_effects_and_its_commit_is_finished_once_by_the_redelivery(
+) {
+    let cases = Stage::ALL.map(|stage| async move {
+        let server = registration_endpoint(Service::Auth, 200, None).await;
+        let env = env_with_service(Service::Auth, &server).await;
+        let created = env.create(&project(&format!("crash-{stage}"))).await;
+        crash_at(
+            &env,
+            created.project_id,
+            provisioning::stages::before_commit(stage),
+        )
+        .await;
+        let crashed = env.report(created.project_id).await;
+        assert_eq!(
+            crashed
+                .timeline
+                .iter()
+                .find(|s| s.stage == stage.as_str())
+                .unwrap()
+                .status,
+            "running",
+            "{stage}: the success was not committed"
+        );
+
+        let report = env.settle(created.project_id).await;
+        env.drain(&env.runner, Duration::from_secs(30)).await;
+        assert_ready(&report);
+        let expected: Vec<_> = all_once()
+            .into_iter()
+            .map(|(s, n)| (s.clone(), if s == stage.as_str() { 2 } else { n }))
+            .collect();
+        assert_eq!(attempts(&report), expected, "{stage}: run again once");
+        assert_exactly_one_of_everything(&env, created.project_id, 2).await;
+        assert_complete_ledger(&env, created.project_id).await;
+        assert_eq!(
+            server.received_requests().await.unwrap().len(),
+            1,
+            "{stage}: the service was registered once"
+        );
+    });
+    futures::future::join_all(cases).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_a_registration_and_its_rows_registers_again_with_the_same_key_and_records_once(
+) {
+    let server = registration_endpoint(Service::Auth, 200, None).await;
+    let env = env_with_service(Service::Auth, &server).await;
+    let created = env.create(&project("crash-registration")).await;
+    crash_at(
+        &env,
+        created.project_id,
+        provisioning::stages::AFTER_REGISTRATION,
+    )
+    .await;
+    assert_eq!(
+        env.count(
+            "SELECT count(*) FROM control_plane.project_services WHERE project_id = $1",
+            created.project_id
+        )
+        .await,
+        0,
+        "the registration's rows were not written"
+    );
+
+    let report = env.settle(created.project_id).await;
+    assert_ready(&report);
+    assert_exactly_one_of_everything(&env, created.project_id, 2).await;
+    assert_complete_ledger(&env, created.project_id).await;
+    let calls = server.received_requests().await.unwrap();
+    let keys: Vec<_> = calls
+        .iter()
+        .map(|r| r.headers.get("idempotency-key").unwrap().to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        keys,
+        vec![format!("{}:auth", created.project_id); 2],
+        "called again after the crash, with the same Idempotency-Key"
+    );
 }

@@ -201,6 +201,19 @@ impl TestEnv {
             .expect("project exists")
     }
 
+    /// The report, or None while the control plane cannot be reached (a
+    /// fault test took Postgres away).
+    pub async fn try_report(&self, project_id: Uuid) -> Option<ProjectReport> {
+        let db = self.pipeline.db.get().await.ok()?;
+        load_project_report(&db, project_id).await.ok().flatten()
+    }
+
+    /// Rows of a query, or None while the control plane cannot be reached.
+    pub async fn try_rows(&self, sql: &str) -> Option<Vec<tokio_postgres::Row>> {
+        let db = self.pipeline.db.get().await.ok()?;
+        db.query(sql, &[]).await.ok()
+    }
+
     /// Runs the runner until the project is ready or failed.
     pub async fn settle(&self, project_id: Uuid) -> ProjectReport {
         self.settle_with(&self.runner, project_id, Duration::from_secs(60))
