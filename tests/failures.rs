@@ -280,7 +280,10 @@ async fn send_strays(env: &TestEnv, created: &CreatedProject, legit: &[(&str, St
     for stage in Stage::ALL {
         let queue = stage.queue_name();
         let mut bodies = vec![
-            current.for_stage(stage).to_body().replace('}', ",\"extra\":1}"),
+            current
+                .for_stage(stage)
+                .to_body()
+                .replace('}', ",\"extra\":1}"),
             current
                 .for_stage(stage.next().unwrap_or(Stage::Validate))
                 .to_body(),
@@ -299,7 +302,8 @@ async fn send_strays(env: &TestEnv, created: &CreatedProject, legit: &[(&str, St
             sent += 1;
         }
         if !legit.contains(&(dlq.as_str(), stage)) {
-            env.send_raw(&dlq, &current.for_stage(stage).to_body()).await;
+            env.send_raw(&dlq, &current.for_stage(stage).to_body())
+                .await;
             sent += 1;
         }
     }
@@ -307,8 +311,8 @@ async fn send_strays(env: &TestEnv, created: &CreatedProject, legit: &[(&str, St
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stray_messages_on_every_queue_change_nothing_of_a_ready_a_failed_or_a_provisioning_project()
-{
+async fn stray_messages_on_every_queue_change_nothing_of_a_ready_a_failed_or_a_provisioning_project(
+) {
     let env = TestEnv::with(EnvOptions {
         scrypt_log_n: Some(10),
         ..Default::default()
@@ -380,7 +384,13 @@ async fn stray_messages_on_every_queue_change_nothing_of_a_ready_a_failed_or_a_p
             "no message was ignored for: {reason}: {}",
             logs.lines()
                 .filter(|l| l.contains("reason"))
-                .map(|l| l.split("\"reason\":").nth(1).unwrap_or("").split(',').next().unwrap_or(""))
+                .map(|l| l
+                    .split("\"reason\":")
+                    .nth(1)
+                    .unwrap_or("")
+                    .split(',')
+                    .next()
+                    .unwrap_or(""))
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
                 .collect::<Vec<_>>()

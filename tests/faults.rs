@@ -42,13 +42,12 @@ async fn the_api_killed_between_its_commit_and_its_send_loses_nothing_and_a_repe
 
     // The request runs until its transaction has committed, then dies there.
     let reached = provisioning::fault::arm(Uuid::nil(), AFTER_CREATE_COMMIT);
-    let request = env.post_json("/projects", &body, &key);
-    tokio::pin!(request);
+    let mut request = Box::pin(env.post_json("/projects", &body, &key));
     tokio::select! {
         response = &mut request => panic!("answered without reaching the point: {response:?}"),
         hit = reached => hit.unwrap(),
     }
-    drop(request);
+    drop(request); // the process is gone: its connection closes
     let project_id: Uuid = env
         .db()
         .await
@@ -179,7 +178,10 @@ async fn postgres_restarted_during_a_burst_of_creates_leaves_every_key_with_one_
         let (id, status, error): (Uuid, &str, Option<&str>) = (row.get(0), row.get(1), row.get(2));
         assert!(ids.contains(&id));
         if status == "failed" {
-            assert!(error.is_some_and(|e| !e.is_empty()), "{id} failed without a reason");
+            assert!(
+                error.is_some_and(|e| !e.is_empty()),
+                "{id} failed without a reason"
+            );
         }
     }
     let bound: HashMap<String, Uuid> = env
@@ -195,7 +197,10 @@ async fn postgres_restarted_during_a_burst_of_creates_leaves_every_key_with_one_
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     let expected: HashMap<String, Uuid> = created.into_iter().collect();
-    assert_eq!(bound, expected, "each key is bound to the project it answered");
+    assert_eq!(
+        bound, expected,
+        "each key is bound to the project it answered"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,8 +208,14 @@ async fn after_a_fifteen_second_outage_the_failure_says_postgres_was_unreachable
     let _serial = one_at_a_time().await;
     let env = TestEnv::new().await;
     let created = env.create(&project("outage")).await;
+    tokio::task::spawn_blocking(|| stack_control("pg-stop"))
+        .await
+        .unwrap();
     let running = env.runner.spawn(1);
-    postgres_away_for(Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    tokio::task::spawn_blocking(|| stack_control("pg-start"))
+        .await
+        .unwrap();
 
     let started = Instant::now();
     let report = loop {
@@ -220,7 +231,10 @@ async fn after_a_fifteen_second_outage_the_failure_says_postgres_was_unreachable
     // Every receive of the validate message fell in the outage: its three
     // receives ran out and the project failed. The failure says why.
     assert_eq!(report.status, "failed", "{report:#?}");
-    assert_eq!(report.failed_stage.as_deref(), Some(Stage::Validate.as_str()));
+    assert_eq!(
+        report.failed_stage.as_deref(),
+        Some(Stage::Validate.as_str())
+    );
     let error = report.last_error.clone().unwrap();
     assert!(
         error.starts_with("gave up after 3 attempts: postgres unreachable"),

@@ -355,7 +355,14 @@ async fn a_crash_between_a_registration_and_its_rows_registers_again_with_the_sa
     let calls = server.received_requests().await.unwrap();
     let keys: Vec<_> = calls
         .iter()
-        .map(|r| r.headers.get("idempotency-key").unwrap().to_str().unwrap().to_owned())
+        .map(|r| {
+            r.headers
+                .get("idempotency-key")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     assert_eq!(
         keys,

@@ -4,8 +4,8 @@
 use crate::error::StageError;
 use crate::keys::{self, ApiKey};
 use crate::stages::{secret_name, Pipeline, StoredKeys, API_KEYS_SECRET};
-use chrono::{DateTime, Utc};
 use crate::status::ProjectStatus;
+use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Object};
 use secrecy::SecretString;
 use uuid::Uuid;

@@ -187,7 +187,10 @@ impl StageFunction {
             let receives = receive_count(record);
             let result = match self.role {
                 Role::Stage(stage) if stage != msg.stage => {
-                    tracing::warn!(queue = stage.as_str(), "message for another stage's queue acknowledged; nothing changed");
+                    tracing::warn!(
+                        queue = stage.as_str(),
+                        "message for another stage's queue acknowledged; nothing changed"
+                    );
                     Ok(Outcome::Ignored("message on the wrong queue"))
                 }
                 Role::Stage(_) => self.pipeline.run_received(&msg, receives).await,

@@ -34,8 +34,7 @@ impl ProjectLock {
         };
         // Should this fail or be cancelled, `lock` is dropped and its
         // connection closed: the lock may have been granted meanwhile.
-        lock.execute("SELECT pg_advisory_lock($1)", &[&key])
-            .await?;
+        lock.execute("SELECT pg_advisory_lock($1)", &[&key]).await?;
         Ok(lock)
     }
 

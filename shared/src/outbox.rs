@@ -96,7 +96,9 @@ pub async fn unsent(
         match serde_json::from_value(payload) {
             Ok(message) => pending.push(Pending { id, message }),
             // Written by this code, so never expected; kept unsent and visible.
-            Err(e) => tracing::error!(outbox_id = id, error = %e, "outbox row is not a stage message"),
+            Err(e) => {
+                tracing::error!(outbox_id = id, error = %e, "outbox row is not a stage message")
+            }
         }
     }
     Ok(pending)

@@ -346,7 +346,10 @@ fn refused_if_zero(changed: u64, msg: &StageMessage, to: &str) {
 
 /// Closes a run that reached its end, and the project becomes ready with its
 /// total provisioning time and an audit entry (once, however often this runs).
-pub async fn finish_run_ready(db: &impl GenericClient, msg: &StageMessage) -> Result<(), StageError> {
+pub async fn finish_run_ready(
+    db: &impl GenericClient,
+    msg: &StageMessage,
+) -> Result<(), StageError> {
     db.execute(
         "WITH p AS (
             UPDATE control_plane.projects p

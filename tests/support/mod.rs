@@ -657,7 +657,6 @@ pub async fn assert_exactly_one_of_everything(env: &TestEnv, project_id: Uuid, k
     );
 }
 
-
 /// Runs `scripts/stack.sh COMMAND` (pg-stop, pg-start): the fault tests take
 /// the local stack's Postgres away and bring it back with it.
 pub fn stack_control(command: &str) {
@@ -667,7 +666,10 @@ pub fn stack_control(command: &str) {
         .arg(command)
         .status()
         .unwrap_or_else(|e| panic!("{script} {command}: {e}"));
-    assert!(status.success(), "{script} {command} failed: {HOW_TO_START}");
+    assert!(
+        status.success(),
+        "{script} {command} failed: {HOW_TO_START}"
+    );
 }
 
 impl TestEnv {

@@ -480,6 +480,9 @@ mod tests {
             decide(&v, &m.for_stage(Stage::Finalize)),
             Decision::Ignore("previous stage has not finished")
         );
-        assert_eq!(decide(&v, &m.for_stage(Stage::CreateDatabase)), Decision::Run);
+        assert_eq!(
+            decide(&v, &m.for_stage(Stage::CreateDatabase)),
+            Decision::Run
+        );
     }
 }
