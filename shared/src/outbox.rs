@@ -89,19 +89,24 @@ pub async fn unsent(
             &[&older_than.as_secs_f64(), &limit],
         )
         .await?;
-    let mut pending = Vec::with_capacity(rows.len());
-    for row in rows {
-        let id: i64 = row.get(0);
-        let payload: serde_json::Value = row.get(1);
-        match serde_json::from_value(payload) {
-            Ok(message) => pending.push(Pending { id, message }),
-            // Written by this code, so never expected; kept unsent and visible.
-            Err(e) => {
-                tracing::error!(outbox_id = id, error = %e, "outbox row is not a stage message")
-            }
-        }
-    }
-    Ok(pending)
+    Ok(pending_rows(&rows))
+}
+
+/// Outbox rows read back as `(id, payload)`. A payload that is not a stage
+/// message (written by this code, so never expected) is logged and left unsent.
+pub fn pending_rows(rows: &[tokio_postgres::Row]) -> Vec<Pending> {
+    rows.iter()
+        .filter_map(|row| {
+            let id: i64 = row.get(0);
+            let payload: serde_json::Value = row.get(1);
+            serde_json::from_value(payload)
+                .map(|message| Pending { id, message })
+                .map_err(|e| {
+                    tracing::error!(outbox_id = id, error = %e, "outbox row is not a stage message")
+                })
+                .ok()
+        })
+        .collect()
 }
 
 /// Deletes rows sent longer ago than `older_than`; returns how many.

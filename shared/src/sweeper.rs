@@ -112,20 +112,15 @@ async fn kick_stalled_runs(
             &[&stalled_after.as_secs_f64(), &BATCH],
         )
         .await?;
-    let mut pending = Vec::with_capacity(rows.len());
-    for row in rows {
-        let id: i64 = row.get(0);
-        let payload: serde_json::Value = row.get(1);
-        let message = serde_json::from_value(payload)
-            .map_err(|e| StageError::permanent(format!("re-kick message: {e}")))?;
-        let m: &crate::StageMessage = &message;
+    let pending = outbox::pending_rows(&rows);
+    for kicked in &pending {
+        let m = &kicked.message;
         tracing::info!(
             project_id = %m.project_id,
             run_id = %m.run_id,
             stage = m.stage.as_str(),
             "run stalled: current stage's message re-sent"
         );
-        pending.push(Pending { id, message });
     }
     Ok(pending)
 }
