@@ -3,67 +3,19 @@
 
 use async_trait::async_trait;
 use provisioning::adapters::http::HttpRegistrar;
+use provisioning::adapters::memory::{MemorySecrets, NoQueue};
 use provisioning::domain::{NewProject, Stage, StageMessage};
 use provisioning::ports::{
     MessageQueue, Registration, RegistrationRequest, SecretStore, ServiceRegistrar,
 };
 use provisioning::project::create_project;
 use provisioning::{Outcome, Pipeline, StageError};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
-
-/// A queue that sends nothing: the floor runs every stage inline instead.
-pub struct NoQueue;
-
-#[async_trait]
-impl MessageQueue for NoQueue {
-    async fn send(&self, _message: &StageMessage) -> Result<(), StageError> {
-        Ok(())
-    }
-}
-
-/// Secrets kept in memory: the floor's stand-in for Secrets Manager.
-#[derive(Default)]
-pub struct MemorySecrets(Mutex<HashMap<String, String>>);
-
-#[async_trait]
-impl SecretStore for MemorySecrets {
-    async fn get(&self, name: &str) -> Result<Option<SecretString>, StageError> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap()
-            .get(name)
-            .cloned()
-            .map(SecretString::from))
-    }
-
-    async fn create(
-        &self,
-        name: &str,
-        _token: Uuid,
-        value: &SecretString,
-    ) -> Result<bool, StageError> {
-        let mut map = self.0.lock().unwrap();
-        if map.contains_key(name) {
-            return Ok(false);
-        }
-        map.insert(name.to_owned(), value.expose_secret().to_owned());
-        Ok(true)
-    }
-
-    async fn put(&self, name: &str, _token: Uuid, value: &SecretString) -> Result<(), StageError> {
-        self.0
-            .lock()
-            .unwrap()
-            .insert(name.to_owned(), value.expose_secret().to_owned());
-        Ok(())
-    }
-}
 
 /// Total time spent in a port's calls (nanoseconds) and their number.
 #[derive(Default)]
@@ -256,20 +208,5 @@ mod tests {
             Duration::from_millis(7)
         );
         assert_eq!(percentile(&[], 50.0), Duration::ZERO);
-    }
-
-    #[tokio::test]
-    async fn memory_secrets_create_once() {
-        let store = MemorySecrets::default();
-        let token = Uuid::new_v4();
-        assert!(store
-            .create("a", token, &SecretString::from("1".to_owned()))
-            .await
-            .unwrap());
-        assert!(!store
-            .create("a", token, &SecretString::from("2".to_owned()))
-            .await
-            .unwrap());
-        assert_eq!(store.get("a").await.unwrap().unwrap().expose_secret(), "1");
     }
 }

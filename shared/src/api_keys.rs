@@ -3,7 +3,8 @@
 
 use crate::error::StageError;
 use crate::keys::{self, ApiKey};
-use crate::stages::{secret_name, Pipeline, StoredKeys, API_KEYS_SECRET};
+use crate::pipeline::Pipeline;
+use crate::secrets::{secret_name, StoredKeys, API_KEYS_SECRET};
 use crate::status::ProjectStatus;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Object};

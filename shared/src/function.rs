@@ -1,19 +1,13 @@
 //! The Lambda-facing side of a stage: builds the pipeline once per cold start and
 //! turns an `SqsEvent` into an `SqsBatchResponse`.
 
-use crate::adapters::{
-    aws_config, http::HttpRegistrar, secrets_manager::SecretsManagerStore, sqs::SqsQueue,
-};
 use crate::batch::{process_batch, Disposition};
-use crate::config::{DatabaseSource, Settings};
+use crate::config::Settings;
 use crate::domain::{Stage, StageMessage};
-use crate::ports::SecretStore;
-use crate::stages::DatabaseCredentials;
-use crate::stages::{Outcome, Pipeline};
+use crate::pipeline::Pipeline;
+use crate::stages::Outcome;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
-use secrecy::ExposeSecret;
-use std::sync::Arc;
 use tracing::Instrument;
 
 /// Which queue a function consumes.
@@ -41,89 +35,6 @@ pub type Error = lambda_runtime::Error;
 pub struct StageFunction {
     role: Role,
     pipeline: Pipeline,
-}
-
-impl Pipeline {
-    /// Builds the real adapters: the Postgres pool, SQS, Secrets Manager and the
-    /// HTTP registrar. Clients are cheap to build and connect lazily.
-    pub async fn from_settings(mut settings: Settings) -> Result<Pipeline, Error> {
-        let aws = aws_config().await;
-        let secrets_client = aws_sdk_secretsmanager::Client::new(&aws);
-        resolve_database(&mut settings, &secrets_client).await?;
-        let tls = settings.tls()?;
-        let db = crate::db::pool(
-            settings.database_config(),
-            tls.clone(),
-            pool_size(&settings),
-        );
-        let queue = SqsQueue::new(
-            aws_sdk_sqs::Client::new(&aws),
-            settings.queue_url_prefix.clone(),
-        );
-        let secrets = SecretsManagerStore::new(secrets_client);
-        let registrar = HttpRegistrar::new(
-            settings.registration_urls.clone(),
-            settings.registration_timeout,
-        );
-        Ok(Pipeline {
-            settings: Arc::new(settings),
-            tls,
-            db,
-            queue: Arc::new(queue),
-            secrets: Arc::new(secrets),
-            registrar: Arc::new(registrar),
-            journal: Default::default(),
-        })
-    }
-}
-
-/// One message holds one connection at a time (the project's lock is taken on
-/// the connection that does the work), so a function instance needs one per
-/// message handled at once.
-fn pool_size(settings: &Settings) -> usize {
-    settings.db_pool_size.max(settings.batch_concurrency)
-}
-
-impl Pipeline {
-    /// The same pipeline with a pool (and a journal) of its own, as another
-    /// function instance would have (the local runner gives one to every queue
-    /// consumer).
-    pub fn with_own_pool(&self) -> Pipeline {
-        let mut other = self.clone();
-        other.journal = Default::default();
-        other.db = crate::db::pool(
-            self.settings.database_config(),
-            self.tls.clone(),
-            pool_size(&self.settings),
-        );
-        other
-    }
-}
-
-/// Reads the control-plane credentials from Secrets Manager when the settings
-/// name a secret (`DATABASE_SECRET_ARN`) instead of a URL: once per cold start.
-pub async fn resolve_database(
-    settings: &mut Settings,
-    secrets: &aws_sdk_secretsmanager::Client,
-) -> Result<(), Error> {
-    let DatabaseSource::Secret(arn) = &settings.database else {
-        return Ok(());
-    };
-    let store = SecretsManagerStore::new(secrets.clone());
-    let secret = store
-        .get(arn)
-        .await?
-        .ok_or_else(|| format!("configuration: DATABASE_SECRET_ARN: secret {arn} not found"))?;
-    let credentials = DatabaseCredentials::parse(&secret)?;
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(&credentials.host)
-        .port(credentials.port)
-        .user(&credentials.username)
-        .password(credentials.password.expose_secret())
-        .dbname(&credentials.dbname);
-    settings.database = DatabaseSource::Config(Box::new(config));
-    Ok(())
 }
 
 impl StageFunction {

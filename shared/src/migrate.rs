@@ -4,7 +4,7 @@
 
 use crate::config::Settings;
 use crate::db::{migrate, CONTROL_PLANE_MIGRATIONS};
-use crate::function::resolve_database;
+use crate::pipeline::resolve_database;
 use lambda_runtime::LambdaEvent;
 use serde_json::{json, Value};
 

@@ -13,7 +13,7 @@
 
 use crate::error::StageError;
 use crate::outbox::{self, Pending};
-use crate::stages::Pipeline;
+use crate::pipeline::Pipeline;
 use crate::store;
 use crate::Settings;
 use lambda_runtime::LambdaEvent;

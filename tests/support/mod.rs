@@ -358,7 +358,7 @@ impl TestEnv {
     }
 
     pub fn secret_name(&self, project_id: Uuid, kind: &str) -> String {
-        provisioning::stages::secret_name(&self.settings, project_id, kind)
+        provisioning::secrets::secret_name(&self.settings, project_id, kind)
     }
 
     pub async fn secret(&self, name: &str) -> Option<SecretString> {
@@ -470,12 +470,12 @@ pub fn assert_ready(report: &ProjectReport) {
 pub async fn tenant_credentials(
     env: &TestEnv,
     project_id: Uuid,
-) -> provisioning::stages::DatabaseCredentials {
+) -> provisioning::secrets::DatabaseCredentials {
     let secret = env
         .secret(&env.secret_name(project_id, "database"))
         .await
         .expect("database secret");
-    provisioning::stages::DatabaseCredentials::parse(&secret).unwrap()
+    provisioning::secrets::DatabaseCredentials::parse(&secret).unwrap()
 }
 
 /// Plaintext API keys from a project's api-keys secret.
@@ -484,7 +484,7 @@ pub async fn plaintext_keys(env: &TestEnv, project_id: Uuid) -> Vec<String> {
         .secret(&env.secret_name(project_id, "api-keys"))
         .await
         .expect("api-keys secret");
-    let stored = provisioning::stages::StoredKeys::parse(&secret).unwrap();
+    let stored = provisioning::secrets::StoredKeys::parse(&secret).unwrap();
     stored
         .keys
         .iter()
@@ -493,7 +493,7 @@ pub async fn plaintext_keys(env: &TestEnv, project_id: Uuid) -> Vec<String> {
 }
 
 /// A Postgres URL for a tenant login on any database (for isolation checks).
-pub fn login_url(c: &provisioning::stages::DatabaseCredentials, dbname: &str) -> String {
+pub fn login_url(c: &provisioning::secrets::DatabaseCredentials, dbname: &str) -> String {
     format!(
         "postgres://{}:{}@{}:{}/{dbname}",
         c.username,

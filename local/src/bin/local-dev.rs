@@ -53,7 +53,7 @@ async fn setup() -> Result<(Pipeline, Runner), Error> {
     let mut settings = Settings::from_env()?;
     let queue_settings = QueueSettings::from_env()?;
     let aws = provisioning::adapters::aws_config().await;
-    provisioning::function::resolve_database(
+    provisioning::pipeline::resolve_database(
         &mut settings,
         &aws_sdk_secretsmanager::Client::new(&aws),
     )

@@ -2,7 +2,7 @@
 
 use super::{handle, Api, ApiRequest, ApiResponse};
 use crate::config::Settings;
-use crate::stages::Pipeline;
+use crate::pipeline::Pipeline;
 use lambda_http::{Body, Request, RequestExt, Response};
 
 pub type Error = lambda_runtime::Error;

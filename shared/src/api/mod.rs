@@ -9,7 +9,7 @@ mod routes;
 pub use problem::Problem;
 pub use routes::handle;
 
-use crate::stages::Pipeline;
+use crate::pipeline::Pipeline;
 use std::collections::BTreeMap;
 
 /// Largest request body accepted (413 above it).

@@ -6,77 +6,21 @@
 //! transaction: the project lock serialises workers, `pg_database` is checked
 //! first, and "already exists" is accepted only when this project's role owns it.
 
-use super::{Ledger, StageContext, DATABASE_SECRET};
+use super::{Ledger, StageContext};
 use crate::db::{quote_ident, quote_literal};
 use crate::domain::TenantNames;
 use crate::error::StageError;
 use crate::ports::get_or_create_secret;
+use crate::secrets::{DatabaseCredentials, DATABASE_SECRET};
 use crate::store::Resource;
 use rand::distr::{Alphanumeric, SampleString};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 use serde_json::json;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 /// Tenant connection limit (DESIGN: CONNECTION LIMIT 20).
 pub const CONNECTION_LIMIT: i32 = 20;
-
-/// The RDS-style credentials secret of a tenant database.
-pub struct DatabaseCredentials {
-    pub host: String,
-    pub port: u16,
-    pub username: String,
-    pub dbname: String,
-    pub password: SecretString,
-}
-
-impl std::fmt::Debug for DatabaseCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DatabaseCredentials")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("username", &self.username)
-            .field("dbname", &self.dbname)
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Deserialize)]
-struct CredentialsJson {
-    host: String,
-    port: u16,
-    username: String,
-    password: String,
-    dbname: String,
-}
-
-impl DatabaseCredentials {
-    pub fn parse(secret: &SecretString) -> Result<DatabaseCredentials, StageError> {
-        let c: CredentialsJson = serde_json::from_str(secret.expose_secret()).map_err(|_| {
-            StageError::permanent("database secret is not valid RDS credentials JSON")
-        })?;
-        Ok(DatabaseCredentials {
-            host: c.host,
-            port: c.port,
-            username: c.username,
-            dbname: c.dbname,
-            password: SecretString::from(c.password),
-        })
-    }
-
-    fn to_secret(&self) -> SecretString {
-        let value = json!({
-            "engine": "postgres",
-            "host": self.host,
-            "port": self.port,
-            "username": self.username,
-            "password": self.password.expose_secret(),
-            "dbname": self.dbname,
-        });
-        SecretString::from(value.to_string())
-    }
-}
 
 pub async fn run(ctx: &StageContext<'_>) -> Result<Ledger, StageError> {
     let settings = &ctx.pipeline.settings;
@@ -262,26 +206,4 @@ async fn database_owner(
         )
         .await?;
     Ok(row.map(|r| r.get(0)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn credentials_debug_hides_the_password_and_json_round_trips() {
-        let c = DatabaseCredentials {
-            host: "h".into(),
-            port: 5432,
-            username: "u".into(),
-            dbname: "d".into(),
-            password: SecretString::from("s3cr3t-value".to_owned()),
-        };
-        assert!(!format!("{c:?}").contains("s3cr3t-value"));
-        let secret = c.to_secret();
-        let parsed: serde_json::Value = serde_json::from_str(secret.expose_secret()).unwrap();
-        assert_eq!(parsed["engine"], "postgres");
-        let back = DatabaseCredentials::parse(&secret).unwrap();
-        assert_eq!(back.password.expose_secret(), "s3cr3t-value");
-    }
 }

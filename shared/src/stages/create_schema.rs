@@ -2,10 +2,11 @@
 //! migrations as the tenant's own role (so the tenant owns its objects and the
 //! stored credentials are proven to work); the version is recorded.
 
-use super::{DatabaseCredentials, Ledger, StageContext, DATABASE_SECRET};
+use super::{Ledger, StageContext};
 use crate::db::{self, DbLogin, TENANT_MIGRATIONS};
 use crate::domain::TENANT_SCHEMA;
 use crate::error::StageError;
+use crate::secrets::{DatabaseCredentials, DATABASE_SECRET};
 use crate::store::Resource;
 use serde_json::json;
 

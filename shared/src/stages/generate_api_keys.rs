@@ -4,59 +4,16 @@
 //! the stage's success. A retry reads the keys back from the secret instead of
 //! minting new ones, so there are always exactly N.
 
-use super::{Ledger, StageContext, API_KEYS_SECRET};
+use super::{Ledger, StageContext};
 use crate::api_keys::NewKeyRow;
 use crate::error::StageError;
 use crate::keys::{self, ApiKey};
 use crate::ports::get_or_create_secret;
+use crate::secrets::{StoredKeys, API_KEYS_SECRET};
 use crate::store::Resource;
-use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 use serde_json::json;
 
 pub const DEFAULT_SCOPES: [&str; 2] = ["read", "write"];
-
-/// The keys held in a project's api-keys secret.
-pub struct StoredKeys {
-    pub keys: Vec<(ApiKey, Vec<String>)>,
-}
-
-#[derive(Deserialize)]
-struct KeysJson {
-    keys: Vec<KeyJson>,
-}
-
-#[derive(Deserialize)]
-struct KeyJson {
-    key: String,
-    scopes: Vec<String>,
-}
-
-impl StoredKeys {
-    pub fn parse(secret: &SecretString) -> Result<StoredKeys, StageError> {
-        let parsed: KeysJson = serde_json::from_str(secret.expose_secret())
-            .map_err(|_| StageError::permanent("api-keys secret is not valid JSON"))?;
-        let keys = parsed
-            .keys
-            .into_iter()
-            .map(|k| {
-                let key = ApiKey::from_plaintext(SecretString::from(k.key))
-                    .map_err(|e| StageError::permanent(format!("api-keys secret: {e}")))?;
-                Ok((key, k.scopes))
-            })
-            .collect::<Result<_, StageError>>()?;
-        Ok(StoredKeys { keys })
-    }
-
-    pub fn to_secret(&self) -> SecretString {
-        let keys: Vec<_> = self
-            .keys
-            .iter()
-            .map(|(k, scopes)| json!({ "id": k.id, "prefix": k.prefix, "key": k.plaintext().expose_secret(), "scopes": scopes }))
-            .collect();
-        SecretString::from(json!({ "keys": keys }).to_string())
-    }
-}
 
 pub async fn run(ctx: &StageContext<'_>) -> Result<Ledger, StageError> {
     let project = &ctx.project;

@@ -25,36 +25,17 @@ mod validate;
 
 pub use register_services::AFTER_REGISTRATION;
 
-pub use create_database::DatabaseCredentials;
-pub use generate_api_keys::StoredKeys;
+pub use crate::pipeline::Pipeline;
 
 use crate::api_keys::NewKeyRow;
-use crate::config::Settings;
 use crate::domain::{Stage, StageMessage};
 use crate::error::StageError;
-use crate::journal::Journal;
 use crate::lock::ProjectLock;
-use crate::ports::{MessageQueue, SecretStore, ServiceRegistrar};
 use crate::status::{ProjectStatus, RunStatus, StageStatus};
 use crate::store::{self, ProjectRecord, Resource, RunView};
 use crate::{fault, outbox};
-use deadpool_postgres::{Object, Pool};
-use std::sync::Arc;
+use deadpool_postgres::Object;
 use uuid::Uuid;
-
-/// Everything a stage needs, built once per cold start.
-#[derive(Clone)]
-pub struct Pipeline {
-    pub settings: Arc<Settings>,
-    /// TLS for tenant connections (same cluster, same mode as the control plane).
-    pub tls: crate::tls::MakeRustlsConnect,
-    pub db: Pool,
-    pub queue: Arc<dyn MessageQueue>,
-    pub secrets: Arc<dyn SecretStore>,
-    pub registrar: Arc<dyn ServiceRegistrar>,
-    /// Attempts this instance could not write when they happened.
-    pub journal: Arc<Journal>,
-}
 
 /// What happened to a message that did not need a retry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,7 +116,7 @@ pub struct Ledger {
 
 impl StageContext<'_> {
     pub fn secret_name(&self, kind: &str) -> String {
-        secret_name(&self.pipeline.settings, self.project.id, kind)
+        crate::secrets::secret_name(&self.pipeline.settings, self.project.id, kind)
     }
 
     /// A token for Secrets Manager that is the same for every attempt at the same write.
@@ -143,14 +124,6 @@ impl StageContext<'_> {
         Uuid::new_v5(&self.project.id, purpose.as_bytes())
     }
 }
-
-/// `{secret_prefix}/{project_id}/{kind}`.
-pub fn secret_name(settings: &Settings, project_id: Uuid, kind: &str) -> String {
-    format!("{}/{}/{}", settings.secret_prefix, project_id, kind)
-}
-
-pub const DATABASE_SECRET: &str = "database";
-pub const API_KEYS_SECRET: &str = "api-keys";
 
 /// The fault point between a stage's side effects and its commit.
 pub fn before_commit(stage: Stage) -> &'static str {

@@ -1,0 +1,141 @@
+//! Secrets and their names: the tenant database's credentials (RDS JSON) and
+//! a project's API keys, as kept in Secrets Manager, in types whose Debug never
+//! shows the secret part, and the names they are kept under.
+
+use crate::config::Settings;
+use crate::error::StageError;
+use crate::keys::ApiKey;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+/// The kind of a project's database credentials secret.
+pub const DATABASE_SECRET: &str = "database";
+/// The kind of a project's API keys secret.
+pub const API_KEYS_SECRET: &str = "api-keys";
+
+/// `{secret_prefix}/{project_id}/{kind}`.
+pub fn secret_name(settings: &Settings, project_id: Uuid, kind: &str) -> String {
+    format!("{}/{}/{}", settings.secret_prefix, project_id, kind)
+}
+
+/// The RDS-style credentials secret of a tenant database.
+pub struct DatabaseCredentials {
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    pub dbname: String,
+    pub password: SecretString,
+}
+
+impl std::fmt::Debug for DatabaseCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseCredentials")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("dbname", &self.dbname)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct CredentialsJson {
+    host: String,
+    port: u16,
+    username: String,
+    password: String,
+    dbname: String,
+}
+
+impl DatabaseCredentials {
+    pub fn parse(secret: &SecretString) -> Result<DatabaseCredentials, StageError> {
+        let c: CredentialsJson = serde_json::from_str(secret.expose_secret()).map_err(|_| {
+            StageError::permanent("database secret is not valid RDS credentials JSON")
+        })?;
+        Ok(DatabaseCredentials {
+            host: c.host,
+            port: c.port,
+            username: c.username,
+            dbname: c.dbname,
+            password: SecretString::from(c.password),
+        })
+    }
+
+    pub fn to_secret(&self) -> SecretString {
+        let value = json!({
+            "engine": "postgres",
+            "host": self.host,
+            "port": self.port,
+            "username": self.username,
+            "password": self.password.expose_secret(),
+            "dbname": self.dbname,
+        });
+        SecretString::from(value.to_string())
+    }
+}
+
+/// The keys held in a project's api-keys secret.
+pub struct StoredKeys {
+    pub keys: Vec<(ApiKey, Vec<String>)>,
+}
+
+#[derive(Deserialize)]
+struct KeysJson {
+    keys: Vec<KeyJson>,
+}
+
+#[derive(Deserialize)]
+struct KeyJson {
+    key: String,
+    scopes: Vec<String>,
+}
+
+impl StoredKeys {
+    pub fn parse(secret: &SecretString) -> Result<StoredKeys, StageError> {
+        let parsed: KeysJson = serde_json::from_str(secret.expose_secret())
+            .map_err(|_| StageError::permanent("api-keys secret is not valid JSON"))?;
+        let keys = parsed
+            .keys
+            .into_iter()
+            .map(|k| {
+                let key = ApiKey::from_plaintext(SecretString::from(k.key))
+                    .map_err(|e| StageError::permanent(format!("api-keys secret: {e}")))?;
+                Ok((key, k.scopes))
+            })
+            .collect::<Result<_, StageError>>()?;
+        Ok(StoredKeys { keys })
+    }
+
+    pub fn to_secret(&self) -> SecretString {
+        let keys: Vec<_> = self
+            .keys
+            .iter()
+            .map(|(k, scopes)| json!({ "id": k.id, "prefix": k.prefix, "key": k.plaintext().expose_secret(), "scopes": scopes }))
+            .collect();
+        SecretString::from(json!({ "keys": keys }).to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_debug_hides_the_password_and_json_round_trips() {
+        let c = DatabaseCredentials {
+            host: "h".into(),
+            port: 5432,
+            username: "u".into(),
+            dbname: "d".into(),
+            password: SecretString::from("s3cr3t-value".to_owned()),
+        };
+        assert!(!format!("{c:?}").contains("s3cr3t-value"));
+        let secret = c.to_secret();
+        let parsed: serde_json::Value = serde_json::from_str(secret.expose_secret()).unwrap();
+        assert_eq!(parsed["engine"], "postgres");
+        let back = DatabaseCredentials::parse(&secret).unwrap();
+        assert_eq!(back.password.expose_secret(), "s3cr3t-value");
+    }
+}
