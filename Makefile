@@ -26,7 +26,7 @@ invoke:
 template:
 	scripts/check-template.sh
 
-# Benchmarks on a durable stack: table printed, bench/results.md and README updated.
+# Benchmarks on a durable stack: table printed, bench/results.md and docs/benchmarks.md updated.
 bench:
 	scripts/bench.sh
 

@@ -2,7 +2,7 @@
 # `make bench`: a durable local stack (fsync on), the functions built as shipped,
 # then the benchmark: floor vs pipeline latency, throughput, scale, and per
 # function size, init time and peak RSS. Prints one table, writes
-# bench/results.md (with date and machine) and puts it into the README.
+# bench/results.md (with date and machine) and puts it into docs/benchmarks.md.
 # Sizes of the series: BENCH_LATENCY (50), BENCH_BURST (100), BENCH_SCALE (1000),
 # BENCH_INIT_RUNS (20).
 set -euo pipefail
@@ -24,14 +24,17 @@ BENCH_MOTO_PID=$(cat .local/moto.pid)
 export BENCH_PG_PID BENCH_MOTO_PID
 target/lambda/bench/bootstrap
 
-# The README shows the latest table, between its bench markers.
+# docs/benchmarks.md shows the latest table, between its bench markers.
 python3 - <<'PY'
-import re
+import re, sys
 results = open("bench/results.md").read().split("\n", 2)[2].replace("\n## ", "\n### ")
-readme = open("README.md").read()
+path = "docs/benchmarks.md"
+doc = open(path).read()
 start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+if start not in doc or end not in doc:
+    sys.exit(f"[bench] {path} has no {start} ... {end} markers: nothing updated")
 block = f"{start}\n{results.strip()}\n{end}"
-readme = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, readme, flags=re.S)
-open("README.md", "w").write(readme)
+doc = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, doc, flags=re.S)
+open(path, "w").write(doc)
 PY
-echo "[bench] README updated from bench/results.md"
+echo "[bench] docs/benchmarks.md updated from bench/results.md"

@@ -115,7 +115,8 @@ impl StageMessage {
 }
 
 /// A body that is not a valid stage message. `project_id` is recovered when the
-/// body still names one, so the project can be failed instead of left hanging.
+/// body still names one, for the log line: such a message is acknowledged and
+/// changes nothing.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("malformed stage message: {detail}")]
 pub struct MalformedMessage {

@@ -6,6 +6,11 @@
 //! at once and acknowledge the message.
 
 use std::fmt;
+use std::sync::Arc;
+
+/// The error underneath, kept with its type for `source()` (logged through
+/// `Display` only: the message above is what is stored and shown).
+pub type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
@@ -13,9 +18,12 @@ pub enum ErrorClass {
     Permanent,
 }
 
-/// A stage failure with its class. The message is safe to store and show: it
-/// never carries a secret (adapters build it from error codes and context).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The crate's one error type: a failure with its class (retryable or
+/// permanent) and, where there is one, its typed source. The message is safe to
+/// store and show: it never carries a secret (adapters build it from error
+/// codes and context). Operation-level errors (`CreateProjectError`,
+/// `ResumeError`, `KeyError`) wrap it with `From`.
+#[derive(Clone)]
 pub struct StageError {
     pub class: ErrorClass,
     pub message: String,
@@ -23,6 +31,27 @@ pub struct StageError {
     /// broke): nothing about the attempt could be written, so the caller keeps
     /// it to record once the database is back.
     pub database_unreachable: bool,
+    pub source: Option<Source>,
+}
+
+impl PartialEq for StageError {
+    fn eq(&self, other: &Self) -> bool {
+        (self.class, &self.message, self.database_unreachable)
+            == (other.class, &other.message, other.database_unreachable)
+    }
+}
+
+impl Eq for StageError {}
+
+impl fmt::Debug for StageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StageError")
+            .field("class", &self.class)
+            .field("message", &self.message)
+            .field("database_unreachable", &self.database_unreachable)
+            .field("source", &self.source.as_ref().map(|s| s.to_string()))
+            .finish()
+    }
 }
 
 impl StageError {
@@ -31,6 +60,7 @@ impl StageError {
             class: ErrorClass::Retryable,
             message: message.into(),
             database_unreachable: false,
+            source: None,
         }
     }
 
@@ -39,6 +69,7 @@ impl StageError {
             class: ErrorClass::Permanent,
             message: message.into(),
             database_unreachable: false,
+            source: None,
         }
     }
 
@@ -50,6 +81,14 @@ impl StageError {
     pub fn context(self, what: impl fmt::Display) -> StageError {
         StageError {
             message: format!("{what}: {}", self.message),
+            ..self
+        }
+    }
+
+    /// Keeps the error underneath, typed.
+    pub fn with_source(self, source: impl std::error::Error + Send + Sync + 'static) -> StageError {
+        StageError {
+            source: Some(Arc::new(source)),
             ..self
         }
     }
@@ -73,7 +112,13 @@ impl fmt::Display for StageError {
     }
 }
 
-impl std::error::Error for StageError {}
+impl std::error::Error for StageError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// SQLSTATE classes and codes that a later attempt can get past.
 pub fn sqlstate_is_retryable(code: &str) -> bool {
@@ -92,9 +137,16 @@ pub fn sqlstate_is_retryable(code: &str) -> bool {
 
 impl From<tokio_postgres::Error> for StageError {
     fn from(e: tokio_postgres::Error) -> StageError {
+        let error = classify_postgres(&e);
+        error.with_source(e)
+    }
+}
+
+fn classify_postgres(e: &tokio_postgres::Error) -> StageError {
+    {
         match e.code() {
             Some(code) => {
-                let message = format!("postgres {}: {}", code.code(), db_message(&e));
+                let message = format!("postgres {}: {}", code.code(), db_message(e));
                 if sqlstate_is_retryable(code.code()) {
                     StageError::retryable(message)
                 } else {
@@ -106,9 +158,9 @@ impl From<tokio_postgres::Error> for StageError {
             // certificate: ..."); they are I/O and TLS errors, which carry no
             // credentials.
             None if e.is_closed() => {
-                StageError::unreachable(format!("postgres connection lost: {}", with_causes(&e)))
+                StageError::unreachable(format!("postgres connection lost: {}", with_causes(e)))
             }
-            None => StageError::unreachable(format!("postgres unreachable: {}", with_causes(&e))),
+            None => StageError::unreachable(format!("postgres unreachable: {}", with_causes(e))),
         }
     }
 }
@@ -141,7 +193,7 @@ impl From<deadpool_postgres::PoolError> for StageError {
             deadpool_postgres::PoolError::Timeout(deadpool_postgres::TimeoutType::Create) => {
                 StageError::unreachable("postgres unreachable: connecting timed out")
             }
-            other => StageError::retryable(format!("postgres pool: {other}")),
+            other => StageError::retryable(format!("postgres pool: {other}")).with_source(other),
         }
     }
 }
@@ -188,6 +240,26 @@ mod tests {
         for code in ["23505", "42P04", "42601", "22P02", "28P01"] {
             assert!(!sqlstate_is_retryable(code), "{code}");
         }
+    }
+
+    #[test]
+    fn the_typed_source_is_kept_through_context_and_never_printed_by_debug_as_more_than_its_text() {
+        use std::error::Error as _;
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = StageError::unreachable("postgres unreachable: refused")
+            .with_source(io)
+            .context("validate");
+        let source = e.source().expect("a source");
+        assert_eq!(
+            source.downcast_ref::<std::io::Error>().map(|s| s.kind()),
+            Some(std::io::ErrorKind::ConnectionRefused)
+        );
+        assert!(e.database_unreachable && e.is_retryable());
+        let pool: StageError = deadpool_postgres::PoolError::Closed.into();
+        assert!(pool
+            .source()
+            .and_then(|s| s.downcast_ref::<deadpool_postgres::PoolError>())
+            .is_some());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Statuses of projects, runs and stages, and the one table of transitions
-//! allowed between them (DESIGN.md, Lifecycle). Every status change in the
+//! allowed between them (the lifecycle of the design contract; docs/handoff.md). Every status change in the
 //! code names its target here and writes it with `WHERE status = ANY(sources)`,
 //! so a change the table does not allow changes no row, whoever asks.
 

@@ -77,7 +77,7 @@ impl ServiceRegistrar for HttpRegistrar {
                 } else {
                     "request failed"
                 };
-                StageError::retryable(format!("{what}: {kind}"))
+                StageError::retryable(format!("{what}: {kind}")).with_source(e)
             })?;
         let status = response.status();
         if status.is_success() {

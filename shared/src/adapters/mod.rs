@@ -12,7 +12,15 @@ use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 
 /// Classifies an AWS SDK failure: throttling, 5xx, timeouts and transport
 /// failures can pass; anything else the service rejected will not.
-pub(crate) fn classify_sdk_error<E>(what: &str, err: &SdkError<E, HttpResponse>) -> StageError
+pub(crate) fn classify_sdk_error<E>(what: &str, err: SdkError<E, HttpResponse>) -> StageError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let error = classify_sdk(what, &err);
+    error.with_source(err)
+}
+
+fn classify_sdk<E>(what: &str, err: &SdkError<E, HttpResponse>) -> StageError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {

@@ -24,7 +24,7 @@ impl SecretStore for SecretsManagerStore {
         match self.client.get_secret_value().secret_id(name).send().await {
             Ok(out) => Ok(out.secret_string.map(SecretString::from)),
             Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(None),
-            Err(e) => Err(classify_sdk_error(&format!("reading secret {name}"), &e)),
+            Err(e) => Err(classify_sdk_error(&format!("reading secret {name}"), e)),
         }
     }
 
@@ -45,7 +45,7 @@ impl SecretStore for SecretsManagerStore {
         match result {
             Ok(_) => Ok(true),
             Err(e) if e.code() == Some("ResourceExistsException") => Ok(false),
-            Err(e) => Err(classify_sdk_error(&format!("creating secret {name}"), &e)),
+            Err(e) => Err(classify_sdk_error(&format!("creating secret {name}"), e)),
         }
     }
 
@@ -62,7 +62,7 @@ impl SecretStore for SecretsManagerStore {
             .secret_string(value.expose_secret())
             .send()
             .await
-            .map_err(|e| classify_sdk_error(&format!("updating secret {name}"), &e))?;
+            .map_err(|e| classify_sdk_error(&format!("updating secret {name}"), e))?;
         Ok(())
     }
 }

@@ -30,7 +30,7 @@ impl MessageQueue for SqsQueue {
             .message_body(message.to_body())
             .send()
             .await
-            .map_err(|e| classify_sdk_error(&format!("sending {} message", message.stage), &e))?;
+            .map_err(|e| classify_sdk_error(&format!("sending {} message", message.stage), e))?;
         Ok(())
     }
 }
