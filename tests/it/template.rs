@@ -1,0 +1,538 @@
+//! template.yaml and the local stack describe the same queues: names, redrive
+//! and visibility settings, event sources and function binaries. (The local
+//! stack builds its queues from `Stage` and `QueueSettings::default()`; this
+//! test holds the template to the same values.)
+//!
+//! The template writes its per-stage resources once, in `Fn::ForEach` loops
+//! (transform AWS::LanguageExtensions), so the tests read it with those loops
+//! expanded as CloudFormation expands them at deploy time (`template()`).
+
+use local_dev::{QueueSettings, LOCAL_QUEUE_NAME_PREFIX};
+use provisioning::Stage;
+use serde_yaml::value::{Tag, TaggedValue};
+use serde_yaml::{Mapping, Value};
+
+fn raw_template() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).expect("template.yaml parses")
+}
+
+/// template.yaml with every `Fn::ForEach::<Loop>` entry of its Conditions,
+/// Resources and Outputs replaced by the entries it expands to.
+fn template() -> Value {
+    let mut t = raw_template();
+    let mappings = t["Mappings"].clone();
+    for section in ["Conditions", "Resources", "Outputs"] {
+        if let Some(entries) = t.get(section).and_then(Value::as_mapping) {
+            let expanded = expand_for_each(entries, &mappings);
+            t[section] = Value::Mapping(expanded);
+        }
+    }
+    t
+}
+
+/// `entries` with each `Fn::ForEach::<Loop>: [Identifier, [values], {body}]`
+/// replaced by one copy of the body per value (see `substitute`), nested loops
+/// included. A logical id produced twice is an error, as in CloudFormation.
+fn expand_for_each(entries: &Mapping, mappings: &Value) -> Mapping {
+    let mut out = Mapping::new();
+    let mut add = |key: Value, value: Value| {
+        let name = format!("{key:?}");
+        assert!(out.insert(key, value).is_none(), "{name} is declared twice");
+    };
+    for (key, value) in entries {
+        let Some(name) = key.as_str().and_then(|k| k.strip_prefix("Fn::ForEach::")) else {
+            add(key.clone(), value.clone());
+            continue;
+        };
+        let [identifier, collection, body] =
+            value.as_sequence().map(Vec::as_slice).unwrap_or_default()
+        else {
+            panic!("Fn::ForEach::{name} is not [Identifier, Collection, Body]");
+        };
+        let identifier = identifier
+            .as_str()
+            .expect("the loop identifier is a string");
+        let collection = collection
+            .as_sequence()
+            .unwrap_or_else(|| panic!("Fn::ForEach::{name}: the collection is a literal list"));
+        for item in collection {
+            let item = item.as_str().expect("collection values are strings");
+            let copy = substitute(body, identifier, item, mappings);
+            let copy = copy.as_mapping().expect("the loop body is a mapping");
+            for (k, v) in expand_for_each(copy, mappings) {
+                add(k, v);
+            }
+        }
+    }
+    out
+}
+
+/// A copy of `v` for one loop value, as AWS::LanguageExtensions makes it:
+/// `${Id}` and `&{Id}` (the value without non-alphanumerics) are replaced in keys
+/// and in `Fn::Sub` strings, and `Ref: Id` becomes the value. Then the functions
+/// it resolves are resolved once their arguments are literals: `Fn::FindInMap`
+/// (looked up in `mappings`), `Fn::Sub` (a plain string when nothing is left to
+/// substitute), and the logical id given to `Ref` or `Fn::GetAtt`, which are
+/// returned in their usual `!Ref Id` / `!GetAtt Id.Attribute` form. Other strings
+/// are left alone, as CloudFormation leaves them.
+fn substitute(v: &Value, id: &str, item: &str, mappings: &Value) -> Value {
+    let placeholders = |s: &str| {
+        let alphanumeric: String = item.chars().filter(char::is_ascii_alphanumeric).collect();
+        s.replace(&format!("${{{id}}}"), item)
+            .replace(&format!("&{{{id}}}"), &alphanumeric)
+    };
+    let recurse = |x: &Value| substitute(x, id, item, mappings);
+    if let Some((function, argument)) = intrinsic(v) {
+        match (function, argument) {
+            ("Ref", Value::String(name)) if name == id => return Value::String(item.to_owned()),
+            ("Ref", argument) => return call("Ref", recurse(argument)),
+            ("Sub", Value::String(text)) => return sub(placeholders(text), Mapping::new()),
+            ("Sub", Value::Sequence(parts)) => {
+                let [text, Value::Mapping(variables)] = parts.as_slice() else {
+                    panic!("Fn::Sub [text, variables] expected, got {parts:?}");
+                };
+                let text = placeholders(text.as_str().expect("the Fn::Sub text is a string"));
+                let variables = variables.iter().map(|(k, x)| (k.clone(), recurse(x)));
+                return sub(text, variables.collect());
+            }
+            ("FindInMap", Value::Sequence(arguments)) => {
+                let arguments: Vec<Value> = arguments.iter().map(&recurse).collect();
+                if let [Value::String(map), Value::String(top), Value::String(second)] =
+                    arguments.as_slice()
+                {
+                    let found = &mappings[map.as_str()][top.as_str()][second.as_str()];
+                    assert!(!found.is_null(), "no Mappings entry {map}/{top}/{second}");
+                    return found.clone();
+                }
+                return call("FindInMap", Value::Sequence(arguments));
+            }
+            ("GetAtt", argument) => {
+                let argument = recurse(argument);
+                if let Some([Value::String(resource), Value::String(attribute)]) =
+                    argument.as_sequence().map(Vec::as_slice)
+                {
+                    return call("GetAtt", Value::String(format!("{resource}.{attribute}")));
+                }
+                return call("GetAtt", argument);
+            }
+            _ => {}
+        }
+    }
+    match v {
+        Value::Sequence(items) => Value::Sequence(items.iter().map(&recurse).collect()),
+        Value::Mapping(entries) => Value::Mapping(
+            entries
+                .iter()
+                .map(|(k, x)| {
+                    let k = k
+                        .as_str()
+                        .map_or_else(|| k.clone(), |k| placeholders(k).into());
+                    (k, recurse(x))
+                })
+                .collect(),
+        ),
+        Value::Tagged(tagged) => call(&tagged.tag.to_string(), recurse(&tagged.value)),
+        other => other.clone(),
+    }
+}
+
+/// The name and argument of a call to one of the intrinsic functions `substitute`
+/// resolves, in either YAML form: `!Name argument` or `{Fn::Name: argument}`.
+fn intrinsic(v: &Value) -> Option<(&'static str, &Value)> {
+    const FUNCTIONS: [(&str, &str); 4] = [
+        ("Ref", "Ref"),
+        ("Sub", "Fn::Sub"),
+        ("FindInMap", "Fn::FindInMap"),
+        ("GetAtt", "Fn::GetAtt"),
+    ];
+    match v {
+        Value::Tagged(tagged) => FUNCTIONS
+            .into_iter()
+            .find(|(short, _)| tagged.tag == *short)
+            .map(|(short, _)| (short, &tagged.value)),
+        Value::Mapping(entries) if entries.len() == 1 => {
+            let (key, argument) = entries.iter().next()?;
+            FUNCTIONS
+                .into_iter()
+                .find(|(_, long)| key.as_str() == Some(long))
+                .map(|(short, _)| (short, argument))
+        }
+        _ => None,
+    }
+}
+
+/// `!Name argument`.
+fn call(name: &str, argument: Value) -> Value {
+    Value::Tagged(Box::new(TaggedValue {
+        tag: Tag::new(name),
+        value: argument,
+    }))
+}
+
+/// `Fn::Sub` of `text` with its variables substituted where they are literal
+/// strings or a `Ref` (a variable `{V: !Ref R}` becomes `${R}`, which `Fn::Sub`
+/// reads as the same `Ref`): a plain string when nothing is left to substitute.
+fn sub(mut text: String, variables: Mapping) -> Value {
+    let mut rest = Mapping::new();
+    for (name, value) in variables {
+        let replacement = match intrinsic(&value) {
+            Some(("Ref", Value::String(target))) => Some(format!("${{{target}}}")),
+            _ => value.as_str().map(str::to_owned),
+        };
+        match replacement {
+            Some(replacement) => {
+                let name = name.as_str().expect("Fn::Sub variable names are strings");
+                text = text.replace(&format!("${{{name}}}"), &replacement);
+            }
+            None => {
+                rest.insert(name, value);
+            }
+        }
+    }
+    match (rest.is_empty(), text.contains("${")) {
+        (true, false) => Value::String(text),
+        (true, true) => call("Sub", Value::String(text)),
+        (false, _) => call(
+            "Sub",
+            Value::Sequence(vec![text.into(), Value::Mapping(rest)]),
+        ),
+    }
+}
+
+/// The tag and value of `!Sub 'x'`, `!Ref x`, `!GetAtt a.b`.
+fn tagged(v: &Value) -> (String, Value) {
+    match v {
+        Value::Tagged(t) => (t.tag.to_string(), t.value.clone()),
+        other => (String::new(), other.clone()),
+    }
+}
+
+fn resources_of_type<'a>(t: &'a Value, kind: &str) -> Vec<(&'a str, &'a Value)> {
+    t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some(kind))
+        .map(|(k, r)| (k.as_str().unwrap(), r))
+        .collect()
+}
+
+fn parameter_default(t: &Value, name: &str) -> Value {
+    t["Parameters"][name]["Default"].clone()
+}
+
+#[test]
+fn the_template_declares_the_local_stacks_queues_with_the_same_redrive_and_visibility() {
+    let t = template();
+    let defaults = QueueSettings::default();
+    assert_eq!(
+        parameter_default(&t, "VisibilityTimeout").as_u64(),
+        Some(u64::from(defaults.visibility_timeout_secs))
+    );
+    assert_eq!(
+        parameter_default(&t, "MaxReceiveCount").as_u64(),
+        Some(u64::from(defaults.max_receive_count))
+    );
+    assert_eq!(
+        format!(
+            "{}-",
+            parameter_default(&t, "ResourcePrefix").as_str().unwrap()
+        ),
+        LOCAL_QUEUE_NAME_PREFIX
+    );
+
+    let queues = resources_of_type(&t, "AWS::SQS::Queue");
+    assert_eq!(queues.len(), 2 * Stage::ALL.len());
+    let by_name = |name: String| {
+        queues
+            .iter()
+            .find(|(_, q)| {
+                tagged(&q["Properties"]["QueueName"])
+                    == ("!Sub".into(), Value::String(name.clone()))
+            })
+            .unwrap_or_else(|| panic!("no queue named {name}"))
+    };
+    for stage in Stage::ALL {
+        let (_, queue) = by_name(format!("${{ResourcePrefix}}-{}", stage.queue_name()));
+        let (dlq_id, dlq) = by_name(format!(
+            "${{ResourcePrefix}}-{}",
+            stage.dead_letter_queue_name()
+        ));
+        let props = &queue["Properties"];
+        assert_eq!(
+            tagged(&props["VisibilityTimeout"]),
+            ("!Ref".into(), "VisibilityTimeout".into()),
+            "{stage}"
+        );
+        assert_eq!(
+            tagged(&dlq["Properties"]["VisibilityTimeout"]),
+            ("!Ref".into(), "VisibilityTimeout".into()),
+            "{stage} dlq"
+        );
+        let redrive = &props["RedrivePolicy"];
+        assert_eq!(
+            tagged(&redrive["maxReceiveCount"]),
+            ("!Ref".into(), "MaxReceiveCount".into()),
+            "{stage}"
+        );
+        assert_eq!(
+            tagged(&redrive["deadLetterTargetArn"]),
+            ("!GetAtt".into(), Value::String(format!("{dlq_id}.Arn"))),
+            "{stage}"
+        );
+    }
+}
+
+#[test]
+fn function_timeouts_stay_within_a_sixth_of_the_visibility_timeout() {
+    let t = template();
+    let timeout = &t["Parameters"]["FunctionTimeout"];
+    let visibility = &t["Parameters"]["VisibilityTimeout"];
+    assert!(6 * timeout["MaxValue"].as_u64().unwrap() <= visibility["MinValue"].as_u64().unwrap());
+    assert!(6 * timeout["Default"].as_u64().unwrap() <= visibility["Default"].as_u64().unwrap());
+    assert_eq!(
+        tagged(&t["Globals"]["Function"]["Timeout"]),
+        ("!Ref".into(), "FunctionTimeout".into())
+    );
+}
+
+#[test]
+fn every_queue_has_an_event_source_reporting_batch_item_failures_with_bounded_concurrency() {
+    let t = template();
+    let mappings = resources_of_type(&t, "AWS::Lambda::EventSourceMapping");
+    assert_eq!(
+        mappings.len(),
+        2 * Stage::ALL.len(),
+        "a stage function per queue, the dead-letter function on every DLQ"
+    );
+    for (id, m) in mappings {
+        let p = &m["Properties"];
+        assert_eq!(
+            p["FunctionResponseTypes"],
+            Value::Sequence(vec!["ReportBatchItemFailures".into()]),
+            "{id}"
+        );
+        assert!(!p["ScalingConfig"]["MaximumConcurrency"].is_null(), "{id}");
+        assert!(!p["BatchSize"].is_null(), "{id}");
+    }
+}
+
+#[test]
+fn every_function_binary_of_the_workspace_is_deployed_on_provided_al2023() {
+    let t = template();
+    let globals = &t["Globals"]["Function"];
+    let functions = resources_of_type(&t, "AWS::Serverless::Function");
+    let mut binaries: Vec<String> = functions
+        .iter()
+        .map(|(id, f)| {
+            assert_eq!(
+                f["Metadata"]["BuildMethod"].as_str(),
+                Some("rust-cargolambda"),
+                "{id}"
+            );
+            let runtime = f["Properties"]["Runtime"]
+                .as_str()
+                .or(globals["Runtime"].as_str());
+            let handler = f["Properties"]["Handler"]
+                .as_str()
+                .or(globals["Handler"].as_str());
+            assert_eq!(
+                (runtime, handler),
+                (Some("provided.al2023"), Some("bootstrap")),
+                "{id}"
+            );
+            f["Metadata"]["BuildProperties"]["Binary"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    binaries.sort();
+    let mut expected: Vec<String> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../functions"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+    expected.sort();
+    assert_eq!(binaries, expected);
+}
+
+#[test]
+fn no_policy_statement_grants_every_resource() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap();
+    for (n, line) in text.lines().enumerate() {
+        let code = line.split('#').next().unwrap();
+        assert!(
+            !(code.contains("Resource:") && (code.contains("'*'") || code.contains("\"*\""))),
+            "line {}: Resource '*'",
+            n + 1
+        );
+    }
+}
+
+/// The stage's logical-id prefix: "create-database" -> "CreateDatabase".
+fn logical_id_prefix(stage: Stage) -> String {
+    stage
+        .as_str()
+        .split('-')
+        .map(|word| word[..1].to_ascii_uppercase() + &word[1..])
+        .collect()
+}
+
+#[test]
+fn the_stage_loops_expand_to_every_stages_queues_event_sources_log_groups_and_alarms() {
+    const PER_STAGE: [&str; 6] = [
+        "Queue",
+        "DeadLetterQueue",
+        "EventSource",
+        "LogGroup",
+        "DeadLetterEventSource",
+        "DeadLetterAlarm",
+    ];
+    let raw = raw_template();
+    let ids: Vec<String> = Stage::ALL.into_iter().map(logical_id_prefix).collect();
+    let is_loop = |key: &Value| key.as_str().unwrap().starts_with("Fn::ForEach::");
+
+    // As written: the per-stage resources and outputs only in loops over every
+    // stage in pipeline order, and each stage's name in the Stages mapping.
+    let mut loops = 0;
+    for section in ["Resources", "Outputs"] {
+        for (key, value) in raw[section].as_mapping().unwrap() {
+            if is_loop(key) {
+                loops += 1;
+                let collection: Vec<&str> = value[1]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap())
+                    .collect();
+                assert_eq!(collection, ids, "{key:?}");
+            }
+        }
+    }
+    assert_eq!(
+        loops, 2,
+        "a loop of per-stage resources and one of per-stage outputs"
+    );
+    let names = raw["Mappings"]["Stages"].as_mapping().unwrap();
+    assert_eq!(names.len(), Stage::ALL.len());
+    for (stage, id) in Stage::ALL.into_iter().zip(&ids) {
+        assert_eq!(
+            names[id.as_str()]["Name"].as_str(),
+            Some(stage.queue_name()),
+            "{stage}"
+        );
+        for suffix in PER_STAGE {
+            assert!(
+                raw["Resources"].get(format!("{id}{suffix}")).is_none(),
+                "{id}{suffix} is also written out"
+            );
+        }
+    }
+
+    // Expanded: six resources per stage, wired to the stage's own queue,
+    // function, log group and name.
+    let t = template();
+    let written_out = |section: &str| {
+        raw[section]
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .filter(|k| !is_loop(k))
+            .count()
+    };
+    assert_eq!(
+        t["Resources"].as_mapping().unwrap().len(),
+        written_out("Resources") + PER_STAGE.len() * Stage::ALL.len()
+    );
+    assert_eq!(
+        t["Outputs"].as_mapping().unwrap().len(),
+        written_out("Outputs") + 2 * Stage::ALL.len()
+    );
+    let reference = |name: String| ("!Ref".to_owned(), Value::String(name));
+    let attribute = |name: String| ("!GetAtt".to_owned(), Value::String(name));
+    let substitution = |text: String| ("!Sub".to_owned(), Value::String(text));
+    for (stage, id) in Stage::ALL.into_iter().zip(&ids) {
+        let name = stage.queue_name();
+        let resource = |suffix: &str, kind: &str| {
+            let r = &t["Resources"][format!("{id}{suffix}").as_str()];
+            assert_eq!(r["Type"].as_str(), Some(kind), "{id}{suffix}");
+            r
+        };
+        resource("Queue", "AWS::SQS::Queue");
+        let dlq = resource("DeadLetterQueue", "AWS::SQS::Queue");
+        assert_eq!(
+            tagged(&dlq["Properties"]["RedriveAllowPolicy"]["sourceQueueArns"][0]),
+            substitution(format!(
+                "arn:${{AWS::Partition}}:sqs:${{AWS::Region}}:${{AWS::AccountId}}:${{ResourcePrefix}}-{name}"
+            ))
+        );
+
+        // The stage function consumes its queue once its log group exists.
+        let source = resource("EventSource", "AWS::Lambda::EventSourceMapping");
+        assert_eq!(
+            tagged(&source["Properties"]["FunctionName"]),
+            reference(format!("{id}Function"))
+        );
+        assert_eq!(
+            tagged(&source["Properties"]["EventSourceArn"]),
+            attribute(format!("{id}Queue.Arn"))
+        );
+        assert_eq!(
+            source["DependsOn"].as_str(),
+            Some(format!("{id}LogGroup").as_str())
+        );
+        let log_group = resource("LogGroup", "AWS::Logs::LogGroup");
+        assert_eq!(
+            tagged(&log_group["Properties"]["LogGroupName"]),
+            substitution(format!("/aws/lambda/${{{id}Function}}"))
+        );
+        let function = resource("Function", "AWS::Serverless::Function");
+        assert_eq!(
+            function["Metadata"]["BuildProperties"]["Binary"].as_str(),
+            Some(stage.as_str())
+        );
+
+        // The dead-letter function consumes its DLQ; an alarm watches its depth.
+        let source = resource("DeadLetterEventSource", "AWS::Lambda::EventSourceMapping");
+        assert_eq!(
+            tagged(&source["Properties"]["FunctionName"]),
+            reference("DeadLetterFunction".into())
+        );
+        assert_eq!(
+            tagged(&source["Properties"]["EventSourceArn"]),
+            attribute(format!("{id}DeadLetterQueue.Arn"))
+        );
+        assert_eq!(source["DependsOn"].as_str(), Some("DeadLetterLogGroup"));
+        let alarm = resource("DeadLetterAlarm", "AWS::CloudWatch::Alarm");
+        assert_eq!(
+            tagged(&alarm["Properties"]["AlarmName"]),
+            substitution(format!("${{ResourcePrefix}}-{name}-dlq-not-empty"))
+        );
+        assert_eq!(
+            alarm["Properties"]["AlarmDescription"].as_str(),
+            Some(
+                format!(
+                    "Messages are waiting in the {name} DLQ (the dead-letter function is not draining it)."
+                )
+                .as_str()
+            )
+        );
+        assert_eq!(
+            tagged(&alarm["Properties"]["Dimensions"][0]["Value"]),
+            attribute(format!("{id}DeadLetterQueue.QueueName"))
+        );
+
+        for (output, queue) in [
+            ("QueueUrl", "Queue"),
+            ("DeadLetterQueueUrl", "DeadLetterQueue"),
+        ] {
+            assert_eq!(
+                tagged(&t["Outputs"][format!("{id}{output}").as_str()]["Value"]),
+                reference(format!("{id}{queue}"))
+            );
+        }
+    }
+}
