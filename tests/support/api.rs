@@ -2,13 +2,52 @@
 //! payloads in events/) or directly, and checking responses against openapi.yaml.
 
 use super::TestEnv;
-use provisioning::api::lambda::ApiFunction;
-use provisioning::api::{handle, Api, ApiRequest, ApiResponse};
+use http_body_util::BodyExt;
+use provisioning::api::{router, Api};
 use serde_json::Value;
 use std::sync::OnceLock;
+use tower::ServiceExt;
 
 pub const PROJECT_PLACEHOLDER: &str = "11111111-2222-4333-8444-555555555555";
 pub const KEY_PLACEHOLDER: &str = "0123456789abcdef";
+
+/// An answer of the API, read whole: status, headers, JSON body (if any).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Value>,
+}
+
+impl ApiResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    async fn read(response: axum::response::Response) -> ApiResponse {
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+            .collect();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("a readable body")
+            .to_bytes();
+        let body = (!bytes.is_empty()).then(|| serde_json::from_slice(&bytes).expect("JSON body"));
+        ApiResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+}
 
 impl TestEnv {
     pub fn api(&self) -> Api {
@@ -17,7 +56,7 @@ impl TestEnv {
         }
     }
 
-    /// Calls the API directly (method, path with query, headers, body).
+    /// Calls the API's router directly (method, path with query, headers, body).
     pub async fn call(
         &self,
         method: &str,
@@ -25,26 +64,18 @@ impl TestEnv {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> ApiResponse {
-        let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        let query = query
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                (k.to_owned(), v.to_owned())
-            })
-            .collect();
-        let request = ApiRequest {
-            method: method.into(),
-            path: path.into(),
-            query,
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
-                .collect(),
-            body: body.to_vec(),
-        };
-        handle(&self.api(), request).await
+        let mut request = axum::http::Request::builder().method(method).uri(target);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(axum::body::Body::from(body.to_vec()))
+            .expect("a valid request");
+        let response = router(self.api())
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        ApiResponse::read(response).await
     }
 
     /// POSTs a JSON body.
@@ -60,8 +91,9 @@ impl TestEnv {
             .await
     }
 
-    /// Sends a sample event from events/ through the Lambda adapter, with the
-    /// placeholders replaced. Returns status, headers and parsed body.
+    /// Sends a sample event from events/ as `lambda_http` turns it into a
+    /// request for the router, with the placeholders replaced. Returns
+    /// status, headers and parsed body.
     pub async fn send_event(
         &self,
         file: &str,
@@ -75,20 +107,12 @@ impl TestEnv {
             .replace(KEY_PLACEHOLDER, key_id);
         let request = lambda_http::request::from_str(&text)
             .unwrap_or_else(|e| panic!("{file} is not an API Gateway event: {e}"));
-        let function = ApiFunction::new(self.pipeline.clone());
-        let response = function.handle(request).await.expect("handler");
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap().to_owned()))
-            .collect();
-        let body = match response.body() {
-            lambda_http::Body::Text(t) => Some(serde_json::from_str(t).expect("JSON body")),
-            lambda_http::Body::Binary(b) => Some(serde_json::from_slice(b).expect("JSON body")),
-            _ => None,
-        };
-        (status, headers, body)
+        let response = router(self.api())
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let response = ApiResponse::read(response).await;
+        (response.status, response.headers, response.body)
     }
 }
 

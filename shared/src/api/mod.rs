@@ -1,19 +1,25 @@
-//! The control-plane HTTP API, free of transport types: a request in, a response
-//! out. `lambda` adapts it to API Gateway (HTTP API, payload v2); the local
-//! runner serves it over plain HTTP.
+//! The control-plane HTTP API as an `axum::Router`: served by
+//! `lambda_http::run` on Lambda (API Gateway HTTP API, payload v2, see
+//! `lambda`), by `axum::serve` locally, and called with `oneshot` in tests.
 
 pub mod lambda;
 mod problem;
 mod routes;
 
 pub use problem::Problem;
-pub use routes::handle;
 
 use crate::pipeline::Pipeline;
-use std::collections::BTreeMap;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use axum::Router;
 
 /// Largest request body accepted (413 above it).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Bodies up to this size are read, so a larger one than `MAX_BODY_BYTES`
+/// still gets its 413 problem from the handler; beyond it the transport
+/// refuses (API Gateway's own limit is 10 MB).
+const TRANSPORT_LIMIT: usize = 4 * 1024 * 1024;
 
 /// What the API needs: the same pipeline the stage functions use.
 #[derive(Clone)]
@@ -33,59 +39,24 @@ impl Api {
     }
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct ApiRequest {
-    pub method: String,
-    pub path: String,
-    pub query: Vec<(String, String)>,
-    /// Header names in lowercase.
-    pub headers: BTreeMap<String, String>,
-    pub body: Vec<u8>,
-}
-
-impl ApiRequest {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(String::as_str)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ApiResponse {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Option<serde_json::Value>,
-}
-
-impl ApiResponse {
-    pub fn json(status: u16, body: serde_json::Value) -> ApiResponse {
-        ApiResponse::json_with_type(status, "application/json", body)
-    }
-
-    pub fn json_with_type(status: u16, content_type: &str, body: serde_json::Value) -> ApiResponse {
-        ApiResponse {
-            status,
-            headers: vec![("content-type".into(), content_type.into())],
-            body: Some(body),
-        }
-    }
-
-    pub fn empty(status: u16) -> ApiResponse {
-        ApiResponse {
-            status,
-            headers: Vec::new(),
-            body: None,
-        }
-    }
-
-    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> ApiResponse {
-        self.headers.push((name.to_owned(), value.into()));
-        self
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
+/// Every route, and the problem answers for the paths and methods it has not.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/projects", post(routes::create_project))
+        .route("/projects/{id}", get(routes::get_project))
+        .route(
+            "/projects/{id}/provisioning/retry",
+            post(routes::retry_project),
+        )
+        .route("/projects/{id}/api-keys", post(routes::issue_key))
+        .route(
+            "/projects/{id}/api-keys/{key_id}",
+            delete(routes::revoke_key),
+        )
+        .route("/provisioning/jobs", get(routes::list_jobs))
+        .route("/admin/provisioning", get(routes::admin_summary))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(DefaultBodyLimit::max(TRANSPORT_LIMIT))
+        .with_state(api)
 }

@@ -1,7 +1,8 @@
 //! Errors as RFC 9457 problem details: type, title, status, detail and, where a
 //! request field is at fault, that field.
 
-use super::ApiResponse;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -59,14 +60,16 @@ impl Problem {
     pub fn unavailable(detail: impl Into<String>) -> Problem {
         Problem::new(503, "unavailable", "Service unavailable", detail)
     }
+}
 
-    pub fn into_response(self) -> ApiResponse {
-        let status = self.status;
-        ApiResponse::json_with_type(
-            status,
-            "application/problem+json",
-            serde_json::to_value(&self).expect("serialisable"),
-        )
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self).expect("a problem serialises");
+        Response::builder()
+            .status(self.status)
+            .header(header::CONTENT_TYPE, "application/problem+json")
+            .body(body.into())
+            .expect("a valid response")
     }
 }
 

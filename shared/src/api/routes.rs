@@ -1,60 +1,86 @@
-//! The router and one handler per route. Handlers check the request, call the
-//! shared domain functions and map their outcomes to statuses. A request that
-//! fails writes nothing: no row, no message, no secret.
+//! One handler per route. Handlers check the request, call the shared domain
+//! functions and map their outcomes to statuses. A request that fails writes
+//! nothing: no row, no message, no secret. Every refusal, including those of
+//! the routing itself (404, 405 with `Allow`) and of reading the body (413), is
+//! an `application/problem+json` answer.
 
-use super::{Api, ApiRequest, ApiResponse, Problem, MAX_BODY_BYTES};
+use super::{Api, Problem, MAX_BODY_BYTES};
 use crate::api_keys::{self, KeyError};
 use crate::domain::NewProject;
 use crate::idempotency;
 use crate::project::{self, CreateProjectError, Creation, RequestKey, ResumeError};
 use crate::report;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-type Handled = Result<ApiResponse, Problem>;
+type Handled = Result<Response, Problem>;
 
-/// Routes a request; every failure becomes a problem response.
-pub async fn handle(api: &Api, req: ApiRequest) -> ApiResponse {
-    let path = req.path.trim_end_matches('/').to_owned();
-    let segments: Vec<&str> = path.split('/').skip(1).collect();
-    let method = req.method.to_ascii_uppercase();
-    let result = match (segments.as_slice(), method.as_str()) {
-        (["projects"], "POST") => create_project(api, &req).await,
-        (["projects", id], "GET") => get_project(api, id).await,
-        (["projects", id, "provisioning", "retry"], "POST") => retry_project(api, id, &req).await,
-        (["projects", id, "api-keys"], "POST") => issue_key(api, id, &req).await,
-        (["projects", id, "api-keys", key_id], "DELETE") => revoke_key(api, id, key_id).await,
-        (["provisioning", "jobs"], "GET") => list_jobs(api, &req).await,
-        (["admin", "provisioning"], "GET") => admin_summary(api, &req).await,
-        (segments, _) => {
-            return match allowed_methods(segments) {
-                Some(allow) => Problem::new(
-                    405,
-                    "method-not-allowed",
-                    "Method not allowed",
-                    format!("{method} is not allowed here; use {allow}"),
-                )
-                .into_response()
-                .with_header("allow", allow),
-                None => Problem::not_found(&format!("route {path}")).into_response(),
-            };
-        }
-    };
-    result.unwrap_or_else(Problem::into_response)
+/// A JSON answer with a status and, where given, a `Location`.
+fn reply(status: u16, body: &impl Serialize, location: Option<String>) -> Response {
+    let mut response = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json");
+    if let Some(location) = location {
+        response = response.header(header::LOCATION, location);
+    }
+    response
+        .body(Body::from(
+            serde_json::to_vec(body).expect("a response body serialises"),
+        ))
+        .expect("a valid response")
 }
 
-fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
-    match segments {
-        ["projects"] => Some("POST"),
-        ["projects", _] => Some("GET"),
-        ["projects", _, "provisioning", "retry"] => Some("POST"),
-        ["projects", _, "api-keys"] => Some("POST"),
-        ["projects", _, "api-keys", _] => Some("DELETE"),
-        ["provisioning", "jobs"] | ["admin", "provisioning"] => Some("GET"),
-        _ => None,
-    }
+/// The body as read by the transport; a refusal (too large to read) is a problem.
+fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
+    body.map_err(|rejection| {
+        let status = rejection.status().as_u16();
+        if status == 413 {
+            too_large()
+        } else {
+            Problem::bad_request(Some("body"), format!("body: {}", rejection.body_text()))
+        }
+    })
+}
+
+fn too_large() -> Problem {
+    Problem::new(
+        413,
+        "too-large",
+        "Payload too large",
+        format!("body is larger than {MAX_BODY_BYTES} bytes"),
+    )
+}
+
+/// Unmatched paths.
+pub(super) async fn not_found(uri: Uri) -> Problem {
+    Problem::not_found(&format!("route {}", truncate(uri.path())))
+}
+
+/// A known path with a method it does not take; axum adds `Allow`.
+pub(super) async fn method_not_allowed(method: Method) -> Problem {
+    Problem::new(
+        405,
+        "method-not-allowed",
+        "Method not allowed",
+        format!("{method} is not allowed here; see the Allow header"),
+    )
+}
+
+/// The query's parameters, percent-decoded, in order.
+fn query_pairs(raw: Option<String>) -> Vec<(String, String)> {
+    raw.map(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    })
+    .unwrap_or_default()
 }
 
 fn path_id(id: &str) -> Result<Uuid, Problem> {
@@ -67,22 +93,23 @@ fn truncate(s: &str) -> String {
     s.chars().take(64).collect()
 }
 
-fn correlation_id(req: &ApiRequest) -> Option<Uuid> {
-    req.header("x-correlation-id").and_then(|v| v.parse().ok())
+fn correlation_id(headers: &HeaderMap) -> Option<Uuid> {
+    headers
+        .get("x-correlation-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 /// Body checks shared by every route that takes JSON: size, media type, syntax,
 /// shape. Shape errors name the offending field.
-fn json_body<T: DeserializeOwned>(req: &ApiRequest) -> Result<T, Problem> {
-    if req.body.len() > MAX_BODY_BYTES {
-        return Err(Problem::new(
-            413,
-            "too-large",
-            "Payload too large",
-            format!("body is larger than {MAX_BODY_BYTES} bytes"),
-        ));
+fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, Problem> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(too_large());
     }
-    let content_type = req.header("content-type").unwrap_or("");
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let media = content_type.split(';').next().unwrap_or("").trim();
     if !media.eq_ignore_ascii_case("application/json") {
         let shown = if media.is_empty() {
@@ -99,14 +126,14 @@ fn json_body<T: DeserializeOwned>(req: &ApiRequest) -> Result<T, Problem> {
         .field("content-type"));
     }
     // Every body this API takes is an object (serde would also accept an array).
-    let first = req.body.iter().find(|b| !b.is_ascii_whitespace());
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first.is_some_and(|b| *b == b'[') {
         return Err(Problem::bad_request(
             Some("body"),
             "body: must be a JSON object",
         ));
     }
-    let mut de = serde_json::Deserializer::from_slice(&req.body);
+    let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize::<_, T>(&mut de);
     if value.is_ok() {
         de.end()
@@ -142,11 +169,17 @@ fn json_body<T: DeserializeOwned>(req: &ApiRequest) -> Result<T, Problem> {
     })
 }
 
-async fn create_project(api: &Api, req: &ApiRequest) -> Handled {
-    let key = match req.header("idempotency-key") {
-        Some(k) if idempotency::is_valid_key(k) => Some(RequestKey {
+pub(super) async fn create_project(
+    State(api): State<Api>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Handled {
+    let body = body_bytes(body)?;
+    let key = match headers.get("idempotency-key").map(|k| k.to_str()) {
+        Some(Ok(k)) if idempotency::is_valid_key(k) => Some(RequestKey {
             key: k.to_owned(),
-            request_hash: idempotency::request_hash(&req.method, &req.path, &req.body),
+            request_hash: idempotency::request_hash("POST", uri.path(), &body),
         }),
         Some(_) => {
             return Err(Problem::bad_request(
@@ -156,29 +189,32 @@ async fn create_project(api: &Api, req: &ApiRequest) -> Handled {
         }
         None => None,
     };
-    let request: NewProject = json_body(req)?;
+    let request: NewProject = json_body(&headers, &body)?;
     let creation = project::create_project_keyed(
         &api.pipeline.db,
         &*api.pipeline.queue,
         &request,
-        correlation_id(req),
+        correlation_id(&headers),
         key.as_ref(),
     )
     .await;
     match creation {
-        Ok(Creation::Created(created)) => {
-            let location = created.location();
-            Ok(ApiResponse::json(202, created.response_body()).with_header("location", location))
-        }
+        Ok(Creation::Created(created)) => Ok(reply(
+            202,
+            &created.response_body(),
+            Some(created.location()),
+        )),
         Ok(Creation::Replayed { status, body }) => {
             let location = body
                 .get("location")
                 .and_then(|l| l.as_str())
-                .unwrap_or_default()
-                .to_owned();
-            Ok(ApiResponse::json(status, body)
-                .with_header("location", location)
-                .with_header("idempotent-replayed", "true"))
+                .map(str::to_owned);
+            let mut response = reply(status, &body, location);
+            response.headers_mut().insert(
+                "idempotent-replayed",
+                header::HeaderValue::from_static("true"),
+            );
+            Ok(response)
         }
         Err(CreateProjectError::Invalid(v)) => Err(Problem::invalid(v.field, v.rule)),
         Err(CreateProjectError::KeyReused) => Err(Problem::invalid(
@@ -189,40 +225,36 @@ async fn create_project(api: &Api, req: &ApiRequest) -> Handled {
     }
 }
 
-async fn get_project(api: &Api, id: &str) -> Handled {
-    let id = path_id(id)?;
+pub(super) async fn get_project(State(api): State<Api>, Path(id): Path<String>) -> Handled {
+    let id = path_id(&id)?;
     let db = api.db().await?;
     let report = report::load_project_report(&db, id)
         .await?
         .ok_or_else(|| Problem::not_found(&format!("project {id}")))?;
-    Ok(ApiResponse::json(
-        200,
-        serde_json::to_value(report).expect("serialisable"),
-    ))
+    Ok(reply(200, &report, None))
 }
 
 /// An empty body, or a JSON object with no fields.
-fn empty_body(req: &ApiRequest) -> Result<(), Problem> {
-    if req.body.iter().all(u8::is_ascii_whitespace) {
+fn empty_body(headers: &HeaderMap, body: &[u8]) -> Result<(), Problem> {
+    if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(());
     }
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Nothing {}
-    json_body::<Nothing>(req).map(|_| ())
+    json_body::<Nothing>(headers, body).map(|_| ())
 }
 
-async fn retry_project(api: &Api, id: &str, req: &ApiRequest) -> Handled {
-    let id = path_id(id)?;
-    empty_body(req)?;
-    match project::resume_project(&api.pipeline, id, correlation_id(req)).await {
-        Ok(resumed) => {
-            let location = format!("/projects/{id}");
-            Ok(
-                ApiResponse::json(202, serde_json::to_value(resumed).expect("serialisable"))
-                    .with_header("location", location),
-            )
-        }
+pub(super) async fn retry_project(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Handled {
+    let id = path_id(&id)?;
+    empty_body(&headers, &body_bytes(body)?)?;
+    match project::resume_project(&api.pipeline, id, correlation_id(&headers)).await {
+        Ok(resumed) => Ok(reply(202, &resumed, Some(format!("/projects/{id}")))),
         Err(ResumeError::NotFound) => Err(Problem::not_found(&format!("project {id}"))),
         Err(ResumeError::Refused(why)) => Err(Problem::conflict(why)),
         Err(ResumeError::Unavailable(e)) => Err(e.into()),
@@ -238,12 +270,18 @@ struct NewKey {
 
 const SCOPES: [&str; 2] = ["read", "write"];
 
-async fn issue_key(api: &Api, id: &str, req: &ApiRequest) -> Handled {
-    let id = path_id(id)?;
-    let request = if req.body.iter().all(u8::is_ascii_whitespace) {
+pub(super) async fn issue_key(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Handled {
+    let id = path_id(&id)?;
+    let body = body_bytes(body)?;
+    let request = if body.iter().all(u8::is_ascii_whitespace) {
         NewKey { scopes: None }
     } else {
-        json_body::<NewKey>(req)?
+        json_body::<NewKey>(&headers, &body)?
     };
     let scopes = request
         .scopes
@@ -272,7 +310,7 @@ async fn issue_key(api: &Api, id: &str, req: &ApiRequest) -> Handled {
                 "key": key.key.expose_secret(),
                 "secret_name": key.secret_name,
             });
-            Ok(ApiResponse::json(201, body).with_header("location", location))
+            Ok(reply(201, &body, Some(location)))
         }
         Err(e) => Err(key_problem(e, id)),
     }
@@ -287,8 +325,12 @@ fn key_problem(e: KeyError, id: Uuid) -> Problem {
     }
 }
 
-async fn revoke_key(api: &Api, id: &str, key_id: &str) -> Handled {
-    let id = path_id(id)?;
+pub(super) async fn revoke_key(
+    State(api): State<Api>,
+    Path((id, key_id)): Path<(String, String)>,
+) -> Handled {
+    let id = path_id(&id)?;
+    let key_id = key_id.as_str();
     if key_id.len() != 16
         || !key_id
             .bytes()
@@ -302,12 +344,12 @@ async fn revoke_key(api: &Api, id: &str, key_id: &str) -> Handled {
     api_keys::revoke_key(&api.pipeline, id, key_id)
         .await
         .map_err(|e| key_problem(e, id))?;
-    Ok(ApiResponse::empty(204))
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn list_jobs(api: &Api, req: &ApiRequest) -> Handled {
+pub(super) async fn list_jobs(State(api): State<Api>, RawQuery(query): RawQuery) -> Handled {
     let (mut status, mut limit, mut cursor) = (None, 20_i64, None);
-    for (name, value) in &req.query {
+    for (name, value) in &query_pairs(query) {
         match name.as_str() {
             "status" => {
                 if !["running", "succeeded", "failed"].contains(&value.as_str()) {
@@ -345,15 +387,12 @@ async fn list_jobs(api: &Api, req: &ApiRequest) -> Handled {
     }
     let db = api.db().await?;
     let page = report::list_jobs(&db, status.as_deref(), limit, cursor).await?;
-    Ok(ApiResponse::json(
-        200,
-        serde_json::to_value(page).expect("serialisable"),
-    ))
+    Ok(reply(200, &page, None))
 }
 
-async fn admin_summary(api: &Api, req: &ApiRequest) -> Handled {
+pub(super) async fn admin_summary(State(api): State<Api>, RawQuery(query): RawQuery) -> Handled {
     let mut stuck_after = api.pipeline.settings.stalled_after();
-    for (name, value) in &req.query {
+    for (name, value) in &query_pairs(query) {
         match name.as_str() {
             "stuck_after_seconds" => {
                 let seconds: u64 = value
@@ -378,8 +417,5 @@ async fn admin_summary(api: &Api, req: &ApiRequest) -> Handled {
     }
     let db = api.db().await?;
     let summary = report::admin_summary(&db, stuck_after).await?;
-    Ok(ApiResponse::json(
-        200,
-        serde_json::to_value(summary).expect("serialisable"),
-    ))
+    Ok(reply(200, &summary, None))
 }

@@ -12,8 +12,6 @@
 
 mod figures;
 mod measure;
-#[cfg(test)]
-mod old_equiv;
 mod report;
 
 use figures::{Figures, Throughput};
