@@ -2,7 +2,7 @@
 //! problem answer naming the field and the rule, documented in openapi.yaml,
 //! and change nothing (no row, no message, no secret).
 
-use pipeline_tests::api::assert_documented;
+use pipeline_tests::api::assert_response_documented;
 use pipeline_tests::*;
 use serde_json::Value;
 use std::time::Duration;
@@ -212,13 +212,7 @@ async fn bad_requests_get_the_right_4xx_naming_the_field_and_change_nothing() {
             );
         }
         if let Some((method, route)) = doc.split_once(' ') {
-            assert_documented(
-                route,
-                method,
-                response.status,
-                response.header("content-type"),
-                response.body.as_ref(),
-            );
+            assert_response_documented(route, method, &response);
         }
         assert_eq!(
             state(&env).await,
