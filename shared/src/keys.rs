@@ -121,6 +121,9 @@ pub fn is_valid_prefix(prefix: &str) -> bool {
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
+/// The scopes a key may carry; a key issued without any gets both.
+pub const SCOPES: [&str; 2] = ["read", "write"];
+
 pub const PREFIX_RULE: &str =
     "must start with a lowercase letter followed by at most 15 lowercase letters or digits";
 

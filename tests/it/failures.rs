@@ -227,15 +227,7 @@ async fn a_malformed_message_naming_nothing_is_acknowledged_without_effect() {
         0,
         "acknowledged, not retried or dead-lettered"
     );
-    assert_eq!(
-        env.db()
-            .await
-            .query_one("SELECT count(*) FROM control_plane.projects", &[])
-            .await
-            .unwrap()
-            .get::<_, i64>(0),
-        0
-    );
+    assert_eq!(env.rows("projects").await, 0);
 }
 
 /// Everything the control plane holds about a project, as text.

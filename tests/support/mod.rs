@@ -417,6 +417,17 @@ impl TestEnv {
             .expect("control-plane connection")
     }
 
+    /// Rows in a control-plane table.
+    pub async fn rows(&self, table: &str) -> i64 {
+        let sql = format!("SELECT count(*) FROM control_plane.{table}");
+        self.db()
+            .await
+            .query_one(&sql, &[])
+            .await
+            .expect(&sql)
+            .get(0)
+    }
+
     pub async fn count(&self, sql: &str, project_id: Uuid) -> i64 {
         self.db()
             .await

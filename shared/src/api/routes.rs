@@ -268,8 +268,6 @@ struct NewKey {
     scopes: Option<Vec<String>>,
 }
 
-const SCOPES: [&str; 2] = ["read", "write"];
-
 pub(super) async fn issue_key(
     State(api): State<Api>,
     Path(id): Path<String>,
@@ -285,13 +283,15 @@ pub(super) async fn issue_key(
     };
     let scopes = request
         .scopes
-        .unwrap_or_else(|| SCOPES.iter().map(|s| s.to_string()).collect());
+        .unwrap_or_else(|| crate::keys::SCOPES.iter().map(|s| s.to_string()).collect());
     let mut unique = scopes.clone();
     unique.sort();
     unique.dedup();
     if scopes.is_empty()
         || unique.len() != scopes.len()
-        || !scopes.iter().all(|s| SCOPES.contains(&s.as_str()))
+        || !scopes
+            .iter()
+            .all(|s| crate::keys::SCOPES.contains(&s.as_str()))
     {
         return Err(Problem::bad_request(
             Some("scopes"),

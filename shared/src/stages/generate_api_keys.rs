@@ -13,12 +13,10 @@ use crate::secrets::{StoredKeys, API_KEYS_SECRET};
 use crate::store::Resource;
 use serde_json::json;
 
-pub const DEFAULT_SCOPES: [&str; 2] = ["read", "write"];
-
 pub async fn run(ctx: &StageContext<'_>) -> Result<Ledger, StageError> {
     let project = &ctx.project;
     let secret_name = ctx.secret_name(API_KEYS_SECRET);
-    let scopes: Vec<String> = DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect();
+    let scopes: Vec<String> = keys::SCOPES.iter().map(|s| s.to_string()).collect();
     let secret = get_or_create_secret(
         &*ctx.pipeline.secrets,
         &secret_name,

@@ -139,12 +139,7 @@ async fn state(env: &TestEnv) -> (Vec<i64>, u64, Vec<(String, usize)>, Vec<Optio
         "project_resources",
         "outbox",
     ] {
-        counts.push(
-            db.query_one(&format!("SELECT count(*) FROM control_plane.{table}"), &[])
-                .await
-                .unwrap()
-                .get(0),
-        );
+        counts.push(env.rows(table).await);
     }
     let revoked = db
         .query(

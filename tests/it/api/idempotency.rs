@@ -25,15 +25,7 @@ async fn ten_concurrent_posts_with_one_idempotency_key_create_exactly_one_projec
         .map(|r| r.body.as_ref().unwrap()["project_id"].clone())
         .collect();
     assert_eq!(ids.len(), 1, "every accepted answer names the same project");
-    assert_eq!(
-        env.db()
-            .await
-            .query_one("SELECT count(*) FROM control_plane.projects", &[])
-            .await
-            .unwrap()
-            .get::<_, i64>(0),
-        1
-    );
+    assert_eq!(env.rows("projects").await, 1);
     assert_eq!(
         env.queue_depth("validate").await,
         1,
@@ -60,13 +52,5 @@ async fn ten_concurrent_posts_with_one_idempotency_key_create_exactly_one_projec
     // Without a key every POST is a new project.
     env.post_json("/projects", &body, &[]).await;
     env.post_json("/projects", &body, &[]).await;
-    assert_eq!(
-        env.db()
-            .await
-            .query_one("SELECT count(*) FROM control_plane.projects", &[])
-            .await
-            .unwrap()
-            .get::<_, i64>(0),
-        3
-    );
+    assert_eq!(env.rows("projects").await, 3);
 }
