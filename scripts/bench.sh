@@ -3,7 +3,7 @@
 # then the benchmark: floor vs pipeline latency, throughput, scale, and per
 # function size, init time and peak RSS. Prints one table, writes
 # bench/results.md (with date and machine) and puts it into docs/benchmarks.md.
-# Sizes of the series: BENCH_LATENCY (50), BENCH_BURST (100), BENCH_SCALE (1000),
+# Sizes of the series: BENCH_LATENCY (50), BENCH_BURST (100), BENCH_SCALE (2000, over the stack's two clusters),
 # BENCH_INIT_RUNS (20).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,8 +18,11 @@ trap 'scripts/stack.sh down' EXIT
 PG_DURABLE=1 scripts/stack.sh up
 # shellcheck disable=SC1091
 source .local/env
-# The bench reports CPU time by process: it reads these servers' /proc entries.
-BENCH_PG_PID=$(head -n 1 .local/pg/data/postmaster.pid)
+# The bench reports CPU time by process: it reads these servers' /proc entries
+# (every cluster's postmaster: .local/pg, .local/pg2, ...).
+BENCH_PG_PID=$(for f in .local/pg/data/postmaster.pid .local/pg[0-9]*/data/postmaster.pid; do
+    [[ -f $f ]] && head -n 1 "$f"
+done | tr '\n' ' ')
 BENCH_MOTO_PID=$(cat .local/moto.pid)
 export BENCH_PG_PID BENCH_MOTO_PID
 target/lambda/bench/bootstrap

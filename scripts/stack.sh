@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
-# Throwaway local stack for development and tests: PostgreSQL + moto server (SQS, Secrets Manager).
+# Throwaway local stack for development and tests: PG_CLUSTERS PostgreSQL clusters + moto server
+# (SQS, Secrets Manager).
 #
 #   scripts/stack.sh up       start a fresh stack, write .local/env (sourceable)
-#   scripts/stack.sh down     stop everything, delete the cluster and .local/env (keeps the venv cache)
-#   scripts/stack.sh status   report each service; exit 0 only if both are up
+#   scripts/stack.sh down     stop everything, delete every cluster and .local/env (keeps the venv cache)
+#   scripts/stack.sh status   report each cluster and moto; exit 0 only if all are up
 #   scripts/stack.sh env      print .local/env
-#   scripts/stack.sh pg-stop | pg-start   take the running cluster away and bring it back (fault tests)
+#   scripts/stack.sh pg-stop [N] | pg-start [N]   take cluster N (default 1) away, keeping its
+#                             data, and bring it back on the same port (fault tests)
+#
+# Clusters are named local-1 .. local-N. local-1 lives in .local/pg (log .local/logs/postgres.log)
+# and holds the control_plane database; local-N (N >= 2) lives in .local/pgN (log postgresN.log)
+# on its own free port. All have the superuser `postgres` with one shared random password and the
+# same options. Each one's admin credentials are also stored in moto's Secrets Manager as
+# `local/clusters/local-N/admin` (RDS-style JSON), and REGISTER_CLUSTERS in .local/env lists them.
 #
 # Environment knobs for `up`:
-#   PG_PORT / MOTO_PORT   use these ports instead of picking free ones (fails if in use)
+#   PG_CLUSTERS=N         how many PostgreSQL clusters (default 2, at least 1)
+#   PG_PORT / MOTO_PORT   use these ports for local-1 / moto instead of picking free ones (fails if
+#                         in use); local-2.. always get free ports
 #   PG_DURABLE=1          keep fsync / synchronous_commit / full_page_writes on (for benchmarks)
-#   PG_SSL=1              self-signed certificate, ssl=on (plain connections still allowed)
+#   PG_SSL=1              self-signed certificate, ssl=on (plain connections still allowed);
+#                         REGISTER_CLUSTERS then says tls_mode "require" (else "prefer")
 #
 # Works on a fresh Debian/Ubuntu box as root or as a sudo-capable user, non-interactively:
 # PostgreSQL and python3-venv are installed with apt-get when missing.
@@ -21,11 +32,8 @@ set -Eeuo pipefail
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 REPO_ROOT=$(cd -- "$SCRIPT_DIR/.." && pwd -P)
 LOCAL_DIR=$REPO_ROOT/.local
-PG_DIR=$LOCAL_DIR/pg
-PG_DATA=$PG_DIR/data
-PG_SOCK=$PG_DIR/sock
 LOG_DIR=$LOCAL_DIR/logs
-PG_LOG=$LOG_DIR/postgres.log
+# PG_DIR, PG_DATA, PG_SOCK, PG_LOG: the cluster the postgres functions act on (use_cluster N).
 MOTO_LOG=$LOG_DIR/moto.log
 VENV=$LOCAL_DIR/venv
 PIN_STAMP=$VENV/.stack-pins
@@ -39,6 +47,14 @@ BOTO3_PIN='boto3==1.44.5'
 AWS_REGION_VALUE=us-east-1
 AWS_ACCOUNT_ID=123456789012 # moto's default account
 
+PG_CLUSTERS_DEFAULT=2
+CLUSTER_CAPACITY=5000 # "capacity" of each cluster in REGISTER_CLUSTERS
+
+# Set by `up`: cluster N's port is PG_PORTS[N] (PG_PORTS[1] == PG_PORT), the ARN of its admin
+# secret CLUSTER_SECRET_ARNS[N].
+PG_PORTS=()
+CLUSTER_SECRET_ARNS=()
+
 # --- helpers -------------------------------------------------------------------------------------
 log() { printf '[stack] %s\n' "$*" >&2; }
 
@@ -51,7 +67,7 @@ die() {
         UP_IN_PROGRESS=0
         log "cleaning up the partial stack (logs are kept in ${LOG_DIR#"$REPO_ROOT"/})"
         stop_moto || true
-        stop_pg || true
+        stop_all_pg || true
     fi
     exit 1
 }
@@ -126,15 +142,18 @@ ensure_python() {
     apt_install python3 python3-venv
 }
 
-# Usage: pick_ports WANT_PG WANT_MOTO  (empty = pick a free one). Prints "PGPORT MOTOPORT".
+# Usage: pick_ports WANT_PG WANT_MOTO EXTRA  (empty = pick a free one; EXTRA = how many more
+# free ports, for clusters 2..). Prints "PGPORT MOTOPORT [PORT2 PORT3 ...]".
 # Requested ports are checked with SO_REUSEADDR like the servers use, so only a live listener
-# (not a TIME_WAIT leftover) counts as "in use". All sockets are held until the end so the two
+# (not a TIME_WAIT leftover) counts as "in use". All sockets are held until the end so the
 # picked ports are distinct.
 pick_ports() {
     python3 - "$@" <<'PY'
 import socket, sys
 held, out = [], []
-for name, want in zip(("PG_PORT", "MOTO_PORT"), sys.argv[1:3]):
+wanted = [("PG_PORT", sys.argv[1]), ("MOTO_PORT", sys.argv[2])]
+wanted += [(f"port of cluster {i}", "") for i in range(2, int(sys.argv[3]) + 2)]
+for name, want in wanted:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if want:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -151,6 +170,29 @@ PY
 }
 
 # --- postgres ------------------------------------------------------------------------------------
+# Select cluster N (1 = .local/pg, log postgres.log; N >= 2 = .local/pgN, log postgresN.log) for
+# the functions below: sets PG_IDX, PG_DIR, PG_DATA, PG_SOCK, PG_LOG.
+use_cluster() {
+    local sfx=""
+    PG_IDX=$1
+    ((PG_IDX == 1)) || sfx=$PG_IDX
+    PG_DIR=$LOCAL_DIR/pg$sfx
+    PG_DATA=$PG_DIR/data
+    PG_SOCK=$PG_DIR/sock
+    PG_LOG=$LOG_DIR/postgres$sfx.log
+}
+use_cluster 1
+
+# Indexes of the clusters that have a directory under .local (any count a previous `up` left).
+pg_cluster_indexes() {
+    local d n
+    if [[ -d $LOCAL_DIR/pg ]]; then echo 1; fi
+    for d in "$LOCAL_DIR"/pg[0-9]*; do
+        n=${d##*/pg}
+        if [[ -d $d && $n =~ ^[1-9][0-9]*$ ]] && ((n >= 2)); then echo "$n"; fi
+    done
+}
+
 # Highest /usr/lib/postgresql/<major>/bin that has the server tools (a client-only package
 # installs psql there but no initdb). Prints nothing if none.
 find_pg_bin() {
@@ -189,7 +231,7 @@ pg_ctl_for_data() {
     [[ -n $bin ]] && printf '%s' "$bin/pg_ctl"
 }
 
-# Stop a cluster running from our data dir (if any) and delete .local/pg.
+# Stop the selected cluster (if running from our data dir) and delete its directory.
 stop_pg() {
     local pg_ctl pid
     if [[ -f $PG_DATA/postmaster.pid ]]; then
@@ -197,24 +239,34 @@ stop_pg() {
         if [[ -n $pg_ctl ]] && as_pg "$pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; then
             as_pg "$pg_ctl" -D "$PG_DATA" -m fast -w -t 60 stop >/dev/null ||
                 die "pg_ctl stop failed; see ${PG_LOG#"$REPO_ROOT"/}"
-            log "postgres stopped"
+            log "postgres local-$PG_IDX stopped"
         else
             # No pg_ctl, or a stale pid file: SIGINT is postgres' "fast shutdown".
             pid=$(head -n 1 "$PG_DATA/postmaster.pid" 2>/dev/null || true)
             if [[ $pid =~ ^[0-9]+$ ]] && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == postgres ]]; then
                 kill -INT "$pid" 2>/dev/null || true
                 wait_gone "$pid" 30 || kill -KILL "$pid" 2>/dev/null || true
-                log "postgres stopped (signal)"
+                log "postgres local-$PG_IDX stopped (signal)"
             fi
         fi
     fi
-    # A too-long repo path makes .local/pg/sock a symlink to a short dir in /tmp: remove both.
+    # A too-long repo path makes .local/pgN/sock a symlink to a short dir in /tmp: remove both.
     if [[ -L $PG_SOCK ]]; then
         local target
         target=$(readlink "$PG_SOCK")
         [[ $target == /tmp/stack-pgsock.* ]] && rm -rf -- "$target"
     fi
     rm -rf -- "$PG_DIR"
+}
+
+# stop_pg for every cluster directory there is (.local/pg, .local/pg2, ...).
+stop_all_pg() {
+    local n
+    for n in $(pg_cluster_indexes); do
+        use_cluster "$n"
+        stop_pg
+    done
+    use_cluster 1
 }
 
 # As root, postgres must be able to reach $1 (and write its log): give "search" permission
@@ -234,13 +286,13 @@ ensure_traversable_for_pg() {
 }
 
 # Unix socket paths are limited to 107 bytes; fall back to a short dir under /tmp,
-# linked from .local/pg/sock. Prints the directory to pass to -k.
+# linked from .local/pgN/sock. Prints the directory to pass to -k.
 prepare_socket_dir() {
     local sock=$PG_SOCK
     if ((${#PG_SOCK} + 15 > 107)); then # 15 = length of "/.s.PGSQL.65535"
         sock=$(mktemp -d /tmp/stack-pgsock.XXXXXX)
         ln -s "$sock" "$PG_SOCK"
-        log "repo path too long for a Unix socket; using $sock (linked from .local/pg/sock)"
+        log "repo path too long for a Unix socket; using $sock (linked from ${PG_SOCK#"$REPO_ROOT"/})"
     else
         mkdir -p "$sock"
     fi
@@ -260,12 +312,14 @@ make_ssl_cert() {
     if is_root; then chown postgres: "$PG_DATA/server.key" "$PG_DATA/server.crt"; fi
 }
 
-# Fresh cluster: initdb + start + control_plane database. Sets PG_PASSWORD, PG_SOCKET_DIR.
+# Fresh cluster N on port $2: initdb (superuser password PG_PASSWORD) + start, and for cluster 1
+# the control_plane database. Cluster 1 also sets PG_SOCKET_DIR.
 start_pg() {
-    local t0 major pwfile opts=() opt_str="" ready=0 i
+    local n=$1 port=$2 t0 major sock pwfile opts=() opt_str="" ready=0 i
     t0=$(now_us)
     major=$(basename -- "$(dirname -- "$PG_BIN")")
 
+    use_cluster "$n"
     stop_pg # fresh cluster on every `up`
     mkdir -p "$PG_DATA"
     : >"$PG_LOG"
@@ -275,10 +329,10 @@ start_pg() {
         ensure_traversable_for_pg "$LOG_DIR"
     fi
     chmod 700 "$PG_DATA"
-    PG_SOCKET_DIR=$(prepare_socket_dir)
+    sock=$(prepare_socket_dir)
+    if ((n == 1)); then PG_SOCKET_DIR=$sock; fi
 
-    # Superuser password: random, handed to initdb through a private file deleted right after.
-    PG_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_hex(24))')
+    # The superuser password goes to initdb through a private file deleted right after.
     pwfile=$PG_DIR/pwfile
     (umask 077 && printf '%s\n' "$PG_PASSWORD" >"$pwfile")
     if is_root; then chown postgres: "$pwfile"; fi
@@ -286,13 +340,15 @@ start_pg() {
         --auth-local=trust --auth-host=scram-sha-256 --pwfile="$pwfile" >>"$PG_LOG" 2>&1; then
         rm -f -- "$pwfile"
         log_tail "$PG_LOG"
-        die "initdb failed (full log: $PG_LOG)"
+        die "initdb failed for local-$n (full log: $PG_LOG)"
     fi
     rm -f -- "$pwfile"
 
-    opts=(-c listen_addresses=127.0.0.1 -p "$PG_PORT" -k "$PG_SOCKET_DIR" -c max_connections=400)
+    opts=(-c listen_addresses=127.0.0.1 -p "$port" -k "$sock" -c max_connections=400)
     if [[ ${PG_DURABLE:-} == 1 ]]; then
-        log "PG_DURABLE=1: fsync, synchronous_commit, full_page_writes left at their defaults"
+        if ((n == 1)); then
+            log "PG_DURABLE=1: fsync, synchronous_commit, full_page_writes left at their defaults"
+        fi
     else
         opts+=(-c fsync=off -c synchronous_commit=off -c full_page_writes=off)
     fi
@@ -302,27 +358,29 @@ start_pg() {
     fi
     # pg_ctl hands -o to /bin/sh, so quote each option (paths may contain spaces).
     printf -v opt_str '%q ' "${opts[@]}"
-    printf '%s' "$opt_str" >"$PG_DIR/start-opts" # for `pg-start` after `pg-stop`
+    printf '%s' "$opt_str" >"$PG_DIR/start-opts" # for `pg-start N` after `pg-stop N`
     if ! as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -o "$opt_str" -w -t 60 start >/dev/null 2>&1; then
         log_tail "$PG_LOG"
-        die "postgres did not start (full log: $PG_LOG)"
+        die "postgres local-$n did not start (full log: $PG_LOG)"
     fi
     for ((i = 0; i < 100; i++)); do
-        if "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -t 1; then
+        if "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" -t 1; then
             ready=1
             break
         fi
         sleep 0.1
     done
-    [[ $ready == 1 ]] || { log_tail "$PG_LOG"; die "postgres is not accepting TCP connections on 127.0.0.1:$PG_PORT"; }
+    [[ $ready == 1 ]] || { log_tail "$PG_LOG"; die "postgres local-$n is not accepting TCP connections on 127.0.0.1:$port"; }
 
-    # Over the socket (trust), so no password is needed here.
-    "$PG_BIN/createdb" -h "$PG_SOCKET_DIR" -p "$PG_PORT" -U postgres control_plane ||
-        die "createdb control_plane failed"
+    if ((n == 1)); then
+        # Over the socket (trust), so no password is needed here.
+        "$PG_BIN/createdb" -h "$sock" -p "$port" -U postgres control_plane ||
+            die "createdb control_plane failed"
+    fi
     local extras=""
     if [[ ${PG_SSL:-} == 1 ]]; then extras+=", ssl on"; fi
     if [[ ${PG_DURABLE:-} == 1 ]]; then extras+=", durable"; fi
-    log "postgres $major on 127.0.0.1:$PG_PORT$extras ($(since "$t0"))"
+    log "postgres $major local-$n on 127.0.0.1:$port$extras ($(since "$t0"))"
 }
 
 # Port from postmaster.pid (line 4) of a running cluster; empty if none.
@@ -447,21 +505,75 @@ start_moto() {
     log "moto ${MOTO_PIN##*==} on 127.0.0.1:$MOTO_PORT ($(since "$t0"))"
 }
 
+# Store each cluster's admin credentials in moto's Secrets Manager as local/clusters/local-N/admin
+# (RDS-style JSON) and set CLUSTER_SECRET_ARNS. The password reaches python through its
+# environment (not argv, which `ps` shows) and is never printed.
+create_cluster_secrets() {
+    local t0 out
+    t0=$(now_us)
+    out=$(STACK_PG_PASSWORD=$PG_PASSWORD "$VENV/bin/python" - "$MOTO_PORT" "$AWS_REGION_VALUE" \
+        "${PG_PORTS[@]}" <<'PY'
+import json, os, sys
+for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):  # a profile this machine lacks would fail
+    os.environ.pop(var, None)
+import boto3
+
+moto_port, region, pg_ports = sys.argv[1], sys.argv[2], sys.argv[3:]
+password = os.environ.pop("STACK_PG_PASSWORD")
+sm = boto3.client("secretsmanager", endpoint_url=f"http://127.0.0.1:{moto_port}", region_name=region,
+                  aws_access_key_id="testing", aws_secret_access_key="testing")
+name = "?"
+try:
+    for i, port in enumerate(pg_ports, 1):
+        name = f"local/clusters/local-{i}/admin"
+        value = json.dumps({"engine": "postgres", "host": "127.0.0.1", "port": int(port),
+                            "username": "postgres", "password": password, "dbname": "postgres"})
+        try:
+            arn = sm.create_secret(Name=name, SecretString=value)["ARN"]
+        except sm.exceptions.ResourceExistsException:
+            arn = sm.put_secret_value(SecretId=name, SecretString=value)["ARN"]
+        print(arn)
+except Exception as e:  # the message only, never the request (it holds the password)
+    sys.exit(f"{name}: {type(e).__name__}: {e}".replace(password, "***"))
+PY
+    ) || { log_tail "$MOTO_LOG"; die "could not store the clusters' admin secrets in moto"; }
+    CLUSTER_SECRET_ARNS=()
+    mapfile -t -O 1 CLUSTER_SECRET_ARNS <<<"$out"
+    ((${#CLUSTER_SECRET_ARNS[@]} == ${#PG_PORTS[@]})) ||
+        die "expected ${#PG_PORTS[@]} secret ARNs from moto, got ${#CLUSTER_SECRET_ARNS[@]}"
+    log "admin secrets of ${#PG_PORTS[@]} cluster(s) in moto: local/clusters/local-N/admin ($(since "$t0"))"
+}
+
 # --- env file ------------------------------------------------------------------------------------
+# REGISTER_CLUSTERS: compact JSON array, one object per cluster, for registering them.
+register_clusters_json() {
+    local tls_mode=prefer
+    if [[ ${PG_SSL:-} == 1 ]]; then tls_mode=require; fi
+    python3 - "$AWS_REGION_VALUE" "$CLUSTER_CAPACITY" "$tls_mode" "${CLUSTER_SECRET_ARNS[@]}" <<'PY'
+import json, sys
+region, capacity, tls_mode, arns = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+print(json.dumps([{"id": f"local-{i}", "region": region, "admin_secret_arn": arn,
+                   "capacity": capacity, "tls_mode": tls_mode} for i, arn in enumerate(arns, 1)],
+                 separators=(",", ":")))
+PY
+}
+
 write_env() {
-    local tmp pg_host=127.0.0.1 moto_url=http://127.0.0.1:$MOTO_PORT
+    local tmp n register pg_host=127.0.0.1 moto_url=http://127.0.0.1:$MOTO_PORT ports=()
     local pg_base="postgres://postgres:$PG_PASSWORD@$pg_host:$PG_PORT"
+    register=$(register_clusters_json)
+    for n in "${!PG_PORTS[@]}"; do ports+=("PG_PORT_$n" "${PG_PORTS[n]}"); done
     tmp=$(mktemp "$LOCAL_DIR/.env.XXXXXX") # mktemp creates it with mode 600: it holds the password
     {
         echo "# written by scripts/stack.sh up; source it (contains the local postgres password)"
         printf 'export %s=%q\n' \
             PG_BIN "$PG_BIN" \
             PG_PORT "$PG_PORT" \
+            PG_CLUSTERS "${#PG_PORTS[@]}" \
+            "${ports[@]}" \
             PG_SOCKET_DIR "$PG_SOCKET_DIR" \
             PG_ADMIN_URL "$pg_base/postgres" \
             DATABASE_URL "$pg_base/control_plane" \
-            TENANT_DB_HOST "$pg_host" \
-            TENANT_DB_PORT "$PG_PORT" \
             MOTO_PORT "$MOTO_PORT" \
             AWS_ENDPOINT_URL "$moto_url" \
             AWS_REGION "$AWS_REGION_VALUE" \
@@ -471,6 +583,9 @@ write_env() {
             AWS_EC2_METADATA_DISABLED true \
             QUEUE_URL_PREFIX "$moto_url/$AWS_ACCOUNT_ID/provisioning-" \
             SECRET_PREFIX provisioning/projects
+        # Single-quoted (JSON holds no single quote) rather than %q-escaped, so
+        # readers that do not run a shell (the tests' .local/env parser) get it whole.
+        printf "export REGISTER_CLUSTERS='%s'\n" "$register"
     } >"$tmp"
     chmod 600 "$tmp"
     mv -f -- "$tmp" "$ENV_FILE"
@@ -478,24 +593,32 @@ write_env() {
 
 # --- commands ------------------------------------------------------------------------------------
 cmd_up() {
-    local t0 ports
+    local t0 ports all n clusters=${PG_CLUSTERS:-$PG_CLUSTERS_DEFAULT}
     t0=$(now_us)
+    [[ $clusters =~ ^[1-9][0-9]*$ ]] || die "PG_CLUSTERS must be a whole number >= 1 (got '$clusters')"
     mkdir -p "$LOCAL_DIR" "$LOG_DIR"
     ensure_python
     ensure_pg_bin
 
-    # Stop a previous stack first, so its ports count as free again.
+    # Stop a previous stack first (with however many clusters it had), so its ports count as free.
     rm -f -- "$ENV_FILE"
     stop_moto
-    stop_pg
+    stop_all_pg
 
-    ports=$(pick_ports "${PG_PORT:-}" "${MOTO_PORT:-}" 2>&1) || die "$ports"
-    read -r PG_PORT MOTO_PORT <<<"$ports"
+    ports=$(pick_ports "${PG_PORT:-}" "${MOTO_PORT:-}" $((clusters - 1)) 2>&1) || die "$ports"
+    read -ra all <<<"$ports" # PG_PORT MOTO_PORT PORT2 PORT3 ...
+    PG_PORT=${all[0]}
+    MOTO_PORT=${all[1]}
+    PG_PORTS=([1]="$PG_PORT")
+    for ((n = 2; n <= clusters; n++)); do PG_PORTS[n]=${all[n]}; done
 
     UP_IN_PROGRESS=1
     ensure_venv
-    start_pg
+    # One random superuser password for every cluster.
+    PG_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_hex(24))')
+    for ((n = 1; n <= clusters; n++)); do start_pg "$n" "${PG_PORTS[n]}"; done
     start_moto
+    create_cluster_secrets
     write_env
     UP_IN_PROGRESS=0
     log "stack up in $(since "$t0"); env in ${ENV_FILE#"$REPO_ROOT"/} (source it, or: eval \"\$(scripts/stack.sh env)\")"
@@ -505,42 +628,70 @@ cmd_down() {
     local t0
     t0=$(now_us)
     stop_moto
-    stop_pg
+    stop_all_pg
     rm -f -- "$ENV_FILE"
     log "stack down ($(since "$t0"))"
 }
 
-# Stops the running cluster (fast shutdown), keeping its data: fault tests use
-# it to take Postgres away and `pg-start` to bring the same cluster back.
+# Select the cluster named by `pg-stop` / `pg-start`'s optional argument (default 1).
+use_cluster_arg() {
+    (($# <= 1)) || die "at most one argument (the cluster number) expected, got: $*"
+    local n=${1:-1}
+    [[ $n =~ ^[1-9][0-9]*$ ]] || die "cluster number must be a whole number >= 1 (got '$n')"
+    use_cluster "$n"
+    [[ -d $PG_DATA ]] || die "no cluster local-$n in ${PG_DATA#"$REPO_ROOT"/}: run scripts/stack.sh up first (PG_CLUSTERS sets how many)"
+}
+
+# Stops cluster N (default 1; fast shutdown), keeping its data: fault tests use
+# it to take Postgres away and `pg-start N` to bring the same cluster back.
 cmd_pg_stop() {
     local t0 pg_ctl
     t0=$(now_us)
+    use_cluster_arg "$@"
     pg_ctl=$(pg_ctl_for_data) || die "no cluster in ${PG_DATA#"$REPO_ROOT"/}"
-    as_pg "$pg_ctl" -D "$PG_DATA" -m fast -w -t 60 stop >/dev/null || die "pg_ctl stop failed"
-    log "postgres stopped ($(since "$t0"))"
+    as_pg "$pg_ctl" -D "$PG_DATA" -m fast -w -t 60 stop >/dev/null || die "pg_ctl stop failed for local-$PG_IDX"
+    log "postgres local-$PG_IDX stopped ($(since "$t0"))"
 }
 
+# Starts cluster N (default 1) again with the options (port included) `up` gave it.
 cmd_pg_start() {
     local t0 pg_ctl
     t0=$(now_us)
+    use_cluster_arg "$@"
     pg_ctl=$(pg_ctl_for_data) || die "no cluster in ${PG_DATA#"$REPO_ROOT"/}"
     [[ -f $PG_DIR/start-opts ]] || die "no $PG_DIR/start-opts: run scripts/stack.sh up first"
     as_pg "$pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -o "$(cat "$PG_DIR/start-opts")" -w -t 60 start >/dev/null ||
-        { log_tail "$PG_LOG"; die "postgres did not start again"; }
-    log "postgres started again ($(since "$t0"))"
+        { log_tail "$PG_LOG"; die "postgres local-$PG_IDX did not start again"; }
+    log "postgres local-$PG_IDX started again ($(since "$t0"))"
+}
+
+# How many clusters `status` reports: PG_CLUSTERS from .local/env, or more if more cluster
+# directories exist; at least 1.
+cluster_count() {
+    local count=1 n
+    n=$(sed -n 's/^export PG_CLUSTERS=//p' "$ENV_FILE" 2>/dev/null || true)
+    if [[ $n =~ ^[0-9]+$ ]] && ((n > count)); then count=$n; fi
+    for n in $(pg_cluster_indexes); do
+        if ((n > count)); then count=$n; fi
+    done
+    echo "$count"
 }
 
 cmd_status() {
-    local ok=0 port pid pg_isready
-    port=$(running_pg_port)
+    local ok=0 port pid pg_isready n count
     pg_isready=$(find_pg_bin)
     pg_isready=${pg_isready:+$pg_isready/pg_isready}
-    if [[ -n $port && -n $pg_isready ]] && "$pg_isready" -q -h 127.0.0.1 -p "$port" -t 2; then
-        echo "postgres: up on 127.0.0.1:$port"
-    else
-        echo "postgres: down"
-        ok=1
-    fi
+    count=$(cluster_count)
+    for ((n = 1; n <= count; n++)); do
+        use_cluster "$n"
+        port=$(running_pg_port)
+        if [[ -n $port && -n $pg_isready ]] && "$pg_isready" -q -h 127.0.0.1 -p "$port" -t 2; then
+            echo "postgres local-$n: up on 127.0.0.1:$port"
+        else
+            echo "postgres local-$n: down"
+            ok=1
+        fi
+    done
     pid=$(cat "$MOTO_PID_FILE" 2>/dev/null || true)
     port=""
     if is_our_moto "$pid"; then port=$(moto_port_of "$pid"); fi
@@ -561,15 +712,17 @@ cmd_env() {
 
 usage() {
     cat >&2 <<EOF
-usage: scripts/stack.sh up|down|status|env|pg-stop|pg-start
+usage: scripts/stack.sh up|down|status|env|pg-stop [N]|pg-start [N]
 
-  up      fresh PostgreSQL cluster + moto server; writes .local/env
-          (env: PG_PORT, MOTO_PORT to fix ports; PG_DURABLE=1; PG_SSL=1)
-  down    stop both, delete the cluster and .local/env (keeps .local/venv)
-  status  show what runs; exit 0 only if both services are up
+  up      fresh PostgreSQL clusters local-1..local-N + moto server (each cluster's admin
+          credentials in Secrets Manager as local/clusters/local-N/admin); writes .local/env
+          (env: PG_CLUSTERS=N, default 2; PG_PORT, MOTO_PORT to fix local-1's / moto's ports;
+          PG_DURABLE=1; PG_SSL=1)
+  down    stop everything, delete every cluster and .local/env (keeps .local/venv)
+  status  show what runs; exit 0 only if every cluster and moto are up
   env     print .local/env (eval "\$(scripts/stack.sh env)")
-  pg-stop / pg-start   stop the running cluster keeping its data / start it again
-          (the fault tests take Postgres away with these)
+  pg-stop [N] / pg-start [N]   stop cluster N (default 1) keeping its data / start it again
+          on the same port (the fault tests take Postgres away with these)
 EOF
 }
 
@@ -579,8 +732,8 @@ main() {
     down) cmd_down ;;
     status) cmd_status || exit 1 ;;
     env) cmd_env ;;
-    pg-stop) cmd_pg_stop ;;
-    pg-start) cmd_pg_start ;;
+    pg-stop) cmd_pg_stop "${@:2}" ;;
+    pg-start) cmd_pg_start "${@:2}" ;;
     -h | --help | help) usage ;;
     *)
         usage

@@ -248,3 +248,88 @@ async fn after_a_fifteen_second_outage_the_failure_says_postgres_was_unreachable
         (3, Some(error.as_str()))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_cluster_stopped_mid_burst_fails_only_its_projects_naming_it_and_they_are_retried_to_ready(
+) {
+    let _serial = one_at_a_time().await;
+    let env = TestEnv::with(EnvOptions {
+        scrypt_log_n: Some(10),
+        ..Default::default()
+    })
+    .await;
+    // The stack's two clusters share us-east-1: the burst alternates between them.
+    let mut created = Vec::new();
+    for i in 0..4 {
+        created.push(env.create(&project(&format!("before-{i}"))).await);
+    }
+    let running = env.runner.spawn(2);
+    tokio::task::spawn_blocking(|| stack_control("pg-stop 2"))
+        .await
+        .unwrap();
+    for i in 0..6 {
+        created.push(env.create(&project(&format!("during-{i}"))).await);
+    }
+    let mut reports = Vec::new();
+    for c in &created {
+        reports.push(
+            env.wait_for_status(c.project_id, &["ready", "failed"], Duration::from_secs(120))
+                .await,
+        );
+    }
+    running.stop().await;
+
+    let mut on_stopped = Vec::new();
+    for report in &reports {
+        match report.cluster.as_deref() {
+            Some("local-1") => {
+                // Untouched: ready, every stage done at its first attempt.
+                assert_eq!(report.status, "ready", "{report:#?}");
+                assert!(
+                    report.timeline.iter().all(|s| s.attempts == 1),
+                    "{report:#?}"
+                );
+            }
+            Some("local-2") if report.status == "ready" => {} // done before the stop
+            Some("local-2") => {
+                assert_eq!(report.status, "failed");
+                let error = report.last_error.clone().unwrap();
+                assert!(
+                    error.starts_with("gave up after 3 attempts: cluster local-2 (127.0.0.1:"),
+                    "{error}"
+                );
+                assert!(error.contains("unreachable"), "{error}");
+                on_stopped.push(report.id);
+            }
+            other => panic!("placed on {other:?}: {report:#?}"),
+        }
+    }
+    assert!(
+        on_stopped.len() >= 2,
+        "the projects created after the stop include some for local-2: {reports:#?}"
+    );
+
+    tokio::task::spawn_blocking(|| stack_control("pg-start 2"))
+        .await
+        .unwrap();
+    for id in &on_stopped {
+        let response = env
+            .post_json(
+                &format!("/projects/{id}/provisioning/retry"),
+                &serde_json::json!({}),
+                &[],
+            )
+            .await;
+        assert_eq!(response.status, 202, "{response:?}");
+    }
+    let running = env.runner.spawn(2);
+    for id in &on_stopped {
+        let report = env
+            .wait_for_status(*id, &["ready", "failed"], Duration::from_secs(120))
+            .await;
+        assert_eq!(report.status, "ready", "{report:#?}");
+        assert_eq!(report.cluster.as_deref(), Some("local-2"));
+        assert_exactly_one_of_everything(&env, *id, 2).await;
+    }
+    running.stop().await;
+}

@@ -50,9 +50,9 @@ pub struct TimedQueue(pub Arc<dyn MessageQueue>, pub Arc<PortTime>);
 
 #[async_trait]
 impl MessageQueue for TimedQueue {
-    async fn send(&self, message: &StageMessage) -> Result<(), StageError> {
+    async fn send(&self, message: &StageMessage, group: &str) -> Result<(), StageError> {
         let started = Instant::now();
-        let result = self.0.send(message).await;
+        let result = self.0.send(message, group).await;
         self.1.add(started);
         result
     }

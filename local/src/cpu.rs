@@ -10,19 +10,24 @@ use std::time::Duration;
 const TICKS_PER_SECOND: f64 = 100.0;
 
 /// Process ids of the stack's servers (`make bench` passes them in).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct StackPids {
-    pub postgres: Option<u32>,
+    /// Every Postgres cluster's postmaster (the stack may run several).
+    pub postgres: Vec<u32>,
     pub moto: Option<u32>,
 }
 
 impl StackPids {
-    /// From BENCH_PG_PID and BENCH_MOTO_PID; a missing one is not measured.
+    /// From BENCH_PG_PID (space-separated pids, one per cluster) and
+    /// BENCH_MOTO_PID; a missing one is not measured.
     pub fn from_env() -> StackPids {
-        let pid = |name: &str| std::env::var(name).ok().and_then(|v| v.trim().parse().ok());
+        let var = |name: &str| std::env::var(name).unwrap_or_default();
         StackPids {
-            postgres: pid("BENCH_PG_PID"),
-            moto: pid("BENCH_MOTO_PID"),
+            postgres: var("BENCH_PG_PID")
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect(),
+            moto: var("BENCH_MOTO_PID").trim().parse().ok(),
         }
     }
 }
@@ -55,11 +60,11 @@ impl CpuUse {
 }
 
 impl CpuSample {
-    pub fn take(pids: StackPids) -> CpuSample {
+    pub fn take(pids: &StackPids) -> CpuSample {
         let (busy, iowait) = machine_times().unwrap_or_default();
         CpuSample {
             this_process: process_times(std::process::id()).map_or(0.0, |t| t.own),
-            postgres: pids.postgres.map_or(0.0, tree_seconds),
+            postgres: pids.postgres.iter().copied().map(tree_seconds).sum(),
             moto: pids.moto.map_or(0.0, tree_seconds),
             machine_busy: busy,
             machine_iowait: iowait,
@@ -165,14 +170,14 @@ mod tests {
 
     #[test]
     fn this_process_burns_measurable_cpu() {
-        let before = CpuSample::take(StackPids::default());
+        let before = CpuSample::take(&StackPids::default());
         let mut x = 0u64;
         let started = std::time::Instant::now();
         while started.elapsed() < Duration::from_millis(200) {
             x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
         }
         std::hint::black_box(x);
-        let used = CpuSample::take(StackPids::default()).since(&before);
+        let used = CpuSample::take(&StackPids::default()).since(&before);
         assert!(used.this_process > 0.1, "{used:?}");
         assert!(used.machine_busy >= used.this_process * 0.5, "{used:?}");
     }

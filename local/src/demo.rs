@@ -81,7 +81,12 @@ pub fn print_summary(report: &ProjectReport, out: &mut impl Write) {
     if let (Some(stage), Some(error)) = (&report.failed_stage, &report.last_error) {
         let _ = writeln!(out, "failed at    {stage}: {error}");
     }
-    let _ = writeln!(out, "region       {}", report.region);
+    let _ = writeln!(
+        out,
+        "region       {} (cluster {})",
+        report.region,
+        report.cluster.as_deref().unwrap_or("-")
+    );
     let _ = writeln!(out, "database     {}", r.database.as_deref().unwrap_or("-"));
     let _ = writeln!(
         out,

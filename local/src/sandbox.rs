@@ -1,5 +1,6 @@
-//! A sandbox on the shared local stack: a control-plane database (migrated),
-//! a set of stage queues and a secret prefix of its own, so tests and benchmark
+//! A sandbox on the shared local stack: a control-plane database (migrated,
+//! with the stack's clusters registered), a set of stage queues and a secret
+//! prefix of its own, so tests and benchmark
 //! series run side by side without meeting.
 
 use crate::{create_queues, QueueSettings};
@@ -16,8 +17,9 @@ pub struct StackAddress {
     pub admin_url: String,
     /// `AWS_ENDPOINT_URL`: moto.
     pub aws_endpoint: String,
-    pub tenant_db_host: String,
-    pub tenant_db_port: String,
+    /// `REGISTER_CLUSTERS`: the stack's Postgres clusters, registered in every
+    /// sandbox's control plane.
+    pub clusters: String,
 }
 
 impl StackAddress {
@@ -27,10 +29,37 @@ impl StackAddress {
         Ok(StackAddress {
             admin_url: get("PG_ADMIN_URL")?,
             aws_endpoint: get("AWS_ENDPOINT_URL")?,
-            tenant_db_host: get("TENANT_DB_HOST")?,
-            tenant_db_port: get("TENANT_DB_PORT")?,
+            clusters: get("REGISTER_CLUSTERS")?,
         })
     }
+}
+
+/// The stack's clusters as (id, port): `local-<n>` on `PG_PORT_<n>`, for
+/// n in 1..=`PG_CLUSTERS` (read through `lookup`).
+pub fn stack_clusters(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<(String, u16)>, String> {
+    let get = |name: &str| lookup(name).ok_or_else(|| format!("{name} is not set"));
+    let count: usize = get("PG_CLUSTERS")?
+        .parse()
+        .map_err(|_| "PG_CLUSTERS is not a number".to_owned())?;
+    (1..=count)
+        .map(|n| {
+            let var = format!("PG_PORT_{n}");
+            let port = get(&var)?
+                .parse()
+                .map_err(|_| format!("{var} is not a port"))?;
+            Ok((format!("local-{n}"), port))
+        })
+        .collect()
+}
+
+/// `PG_ADMIN_URL` pointed at another port and database of the stack.
+pub fn admin_url_at(admin_url: &str, port: u16, database: &str) -> String {
+    let base = admin_url
+        .rsplit_once(':')
+        .map_or(admin_url, |(base, _)| base);
+    format!("{base}:{port}/{database}")
 }
 
 /// Why a sandbox could not be set up; each says which step failed.
@@ -49,6 +78,8 @@ pub enum SandboxError {
     Queues(#[source] aws_sdk_sqs::Error),
     #[error("building the pipeline: {0}")]
     Pipeline(String),
+    #[error("registering the stack's clusters: {0}")]
+    Clusters(String),
 }
 
 /// What a sandbox is made of. `vars` are the settings as environment
@@ -100,8 +131,7 @@ impl Sandbox {
                 format!("{}/123456789012/{tag}{id}-", stack.aws_endpoint),
             ),
             ("SECRET_PREFIX", format!("{tag}-{id}/projects")),
-            ("TENANT_DB_HOST", stack.tenant_db_host.clone()),
-            ("TENANT_DB_PORT", stack.tenant_db_port.clone()),
+            ("REGISTER_CLUSTERS", stack.clusters.clone()),
         ]);
         vars.extend(extra);
         let settings = Settings::from_lookup(|k| vars.get(k).cloned())
@@ -115,6 +145,14 @@ impl Sandbox {
         let pipeline = Pipeline::from_settings(settings.clone())
             .await
             .map_err(|e| SandboxError::Pipeline(e.to_string()))?;
+        provisioning::cluster::register_listed(
+            &control_plane,
+            &*pipeline.secrets,
+            settings.tls_root_cert.as_deref(),
+            &settings.register_clusters,
+        )
+        .await
+        .map_err(|e| SandboxError::Clusters(e.to_string()))?;
         Ok(Sandbox {
             id,
             database_name,

@@ -22,10 +22,10 @@ pub struct Settings {
     pub tls_mode: TlsMode,
     /// `DATABASE_SSLROOTCERT`: PEM bundle for verify-full.
     pub tls_root_cert: Option<String>,
-    /// Host and port tenants connect to (their database lives on the same
-    /// cluster); default: the control-plane database's.
-    pub tenant_db_host: Option<String>,
-    pub tenant_db_port: Option<u16>,
+    /// `REGISTER_CLUSTERS`: clusters the migrate function registers after
+    /// migrating (a JSON array of registrations; empty: none). Tenant databases
+    /// go to registered clusters only (`cluster`).
+    pub register_clusters: String,
     /// Stage queue URLs are this prefix followed by the stage's queue name.
     pub queue_url_prefix: String,
     /// Secrets are named `{secret_prefix}/{project_id}/{database|api-keys}`.
@@ -99,10 +99,6 @@ impl Settings {
                 problem: format!("'{mode}' is not one of disable, prefer, require, verify-full"),
             })?,
         };
-        let tenant_db_port = match get("TENANT_DB_PORT") {
-            None => None,
-            Some(_) => Some(parse_or(&get, "TENANT_DB_PORT", 5432)?),
-        };
 
         let mut registration_urls = HashMap::new();
         for service in Service::ALL {
@@ -123,8 +119,7 @@ impl Settings {
             database,
             tls_mode,
             tls_root_cert: get("DATABASE_SSLROOTCERT"),
-            tenant_db_host: get("TENANT_DB_HOST"),
-            tenant_db_port,
+            register_clusters: get("REGISTER_CLUSTERS").unwrap_or_default(),
             queue_url_prefix,
             secret_prefix: get("SECRET_PREFIX")
                 .unwrap_or_else(|| DEFAULT_SECRET_PREFIX.to_owned())
@@ -170,25 +165,6 @@ impl Settings {
             }
             DatabaseSource::Secret(arn) => panic!("the database secret {arn} was not read yet"),
         }
-    }
-
-    /// Where tenants connect: TENANT_DB_HOST/PORT, else the control plane's host and port.
-    pub fn tenant_host_port(&self) -> (String, u16) {
-        let config = self.database_config();
-        let host = config
-            .get_hosts()
-            .iter()
-            .find_map(|h| match h {
-                tokio_postgres::config::Host::Tcp(name) => Some(name.clone()),
-                #[allow(unreachable_patterns)]
-                _ => None,
-            })
-            .unwrap_or_else(|| "127.0.0.1".to_owned());
-        let port = config.get_ports().first().copied().unwrap_or(5432);
-        (
-            self.tenant_db_host.clone().unwrap_or(host),
-            self.tenant_db_port.unwrap_or(port),
-        )
     }
 
     pub fn tls(&self) -> Result<crate::tls::MakeRustlsConnect, ConfigError> {
@@ -280,9 +256,8 @@ mod tests {
     }
 
     #[test]
-    fn tenant_host_defaults_to_the_control_plane_host_and_password_is_not_printed() {
+    fn the_password_is_not_printed() {
         let s = settings(&BASE).unwrap();
-        assert_eq!(s.tenant_host_port(), ("db.internal".to_owned(), 6543));
         assert!(!format!("{s:?}").contains("hunter2"));
         assert_eq!(s.queue_url("validate"), "http://sqs/123/p-validate");
     }

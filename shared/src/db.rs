@@ -30,6 +30,7 @@ macro_rules! migration {
 pub const CONTROL_PLANE_MIGRATIONS: &[Migration] = &[
     migration!(1, "control_plane", "0001_init.sql"),
     migration!(2, "control_plane", "0002_outbox.sql"),
+    migration!(3, "control_plane", "0003_clusters.sql"),
 ];
 
 /// Tenant schema, applied to each tenant database by create-schema.

@@ -114,6 +114,14 @@ impl StageMessage {
     }
 }
 
+/// The SQS message group of a project's stage messages: its organization, or
+/// the project itself when it has none. On fair queues SQS keeps one group's
+/// backlog from delaying the others' messages (`outbox::MESSAGE_GROUP_SQL` is
+/// the same rule in SQL).
+pub fn message_group(project_id: Uuid, organization_id: Option<Uuid>) -> String {
+    organization_id.unwrap_or(project_id).to_string()
+}
+
 /// A body that is not a valid stage message. `project_id` is recovered when the
 /// body still names one, for the log line: such a message is acknowledged and
 /// changes nothing.

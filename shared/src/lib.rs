@@ -5,6 +5,7 @@ pub mod adapters;
 pub mod api;
 pub mod api_keys;
 pub mod batch;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -1,48 +1,78 @@
 //! The migrate function: applies the control-plane migrations on deploy, as a
 //! CloudFormation custom resource (Create/Update migrate, Delete keeps the data),
-//! or when invoked directly with any other event (`{}`).
+//! or when invoked directly with any other event (`{}`); then registers the
+//! clusters of `REGISTER_CLUSTERS` not registered yet (the stack's tenant
+//! cluster, the local stack's clusters), each once its credentials are proven.
 
+use crate::adapters::secrets_manager::SecretsManagerStore;
 use crate::config::Settings;
 use crate::db::{migrate, CONTROL_PLANE_MIGRATIONS};
 use crate::pipeline::resolve_database;
+use crate::ports::SecretStore;
 use lambda_runtime::LambdaEvent;
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 pub type Error = lambda_runtime::Error;
 
 pub struct MigrateFunction {
     settings: Settings,
+    secrets: Arc<dyn SecretStore>,
+}
+
+/// What a migration run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The control-plane schema version.
+    pub version: i32,
+    /// Clusters registered by this run (those already registered are left as they are).
+    pub registered: Vec<String>,
 }
 
 impl MigrateFunction {
     pub async fn from_env() -> Result<MigrateFunction, Error> {
         let mut settings = Settings::from_env()?;
         let aws = crate::adapters::aws_config().await;
-        resolve_database(&mut settings, &aws_sdk_secretsmanager::Client::new(&aws)).await?;
-        MigrateFunction::new(settings)
+        let client = aws_sdk_secretsmanager::Client::new(&aws);
+        resolve_database(&mut settings, &client).await?;
+        MigrateFunction::new(settings, Arc::new(SecretsManagerStore::new(client)))
     }
 
     /// With settings whose database source is already a connection config.
-    pub fn new(settings: Settings) -> Result<MigrateFunction, Error> {
-        Ok(MigrateFunction { settings })
+    pub fn new(
+        settings: Settings,
+        secrets: Arc<dyn SecretStore>,
+    ) -> Result<MigrateFunction, Error> {
+        Ok(MigrateFunction { settings, secrets })
     }
 
-    /// Applies the migrations; returns the control-plane schema version.
-    pub async fn apply(&self) -> Result<i32, Error> {
+    /// Applies the migrations, then registers the listed clusters.
+    pub async fn apply(&self) -> Result<Applied, Error> {
         let (mut client, connection) = self
             .settings
             .database_config()
             .connect(self.settings.tls()?)
             .await?;
         tokio::spawn(connection);
-        Ok(migrate(&mut client, "control_plane", CONTROL_PLANE_MIGRATIONS).await?)
+        let version = migrate(&mut client, "control_plane", CONTROL_PLANE_MIGRATIONS).await?;
+        let registered = crate::cluster::register_listed(
+            &client,
+            &*self.secrets,
+            self.settings.tls_root_cert.as_deref(),
+            &self.settings.register_clusters,
+        )
+        .await?;
+        Ok(Applied {
+            version,
+            registered,
+        })
     }
 
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, Error> {
         let request = event.payload;
         let Some(request_type) = request.get("RequestType").and_then(Value::as_str) else {
-            let version = self.apply().await?;
-            return Ok(json!({ "version": version }));
+            let applied = self.apply().await?;
+            return Ok(json!({ "version": applied.version, "registered": applied.registered }));
         };
         let (status, reason, data) = match request_type {
             "Delete" => (
@@ -51,10 +81,18 @@ impl MigrateFunction {
                 json!({}),
             ),
             _ => match self.apply().await {
-                Ok(version) => (
+                Ok(applied) => (
                     "SUCCESS",
-                    format!("control plane at version {version}"),
-                    json!({ "Version": version }),
+                    format!(
+                        "control plane at version {}; clusters registered: {}",
+                        applied.version,
+                        if applied.registered.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            applied.registered.join(", ")
+                        }
+                    ),
+                    json!({ "Version": applied.version }),
                 ),
                 Err(e) => ("FAILED", format!("migration failed: {e}"), json!({})),
             },

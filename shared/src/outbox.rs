@@ -14,11 +14,16 @@ use deadpool_postgres::GenericClient;
 use std::time::Duration;
 
 /// A message written to the outbox and not yet known to be sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
     pub id: i64,
     pub message: StageMessage,
+    /// Its SQS message group (`domain::message_group`).
+    pub group: String,
 }
+
+/// `domain::message_group` in SQL, over a `control_plane.projects` row.
+pub const MESSAGE_GROUP_SQL: &str = "coalesce(organization_id, id)::text";
 
 /// Writes `message` to the outbox in the caller's transaction.
 pub async fn enqueue(
@@ -27,8 +32,12 @@ pub async fn enqueue(
 ) -> Result<Pending, StageError> {
     let row = tx
         .query_one(
-            "INSERT INTO control_plane.outbox (project_id, run_id, destination, payload)
-             VALUES ($1, $2, 'stage', $3) RETURNING id",
+            &format!(
+                "INSERT INTO control_plane.outbox (project_id, run_id, destination, payload, message_group)
+                 VALUES ($1, $2, 'stage', $3,
+                         (SELECT {MESSAGE_GROUP_SQL} FROM control_plane.projects WHERE id = $1))
+                 RETURNING id, message_group"
+            ),
             &[
                 &message.project_id,
                 &message.run_id,
@@ -39,6 +48,9 @@ pub async fn enqueue(
     Ok(Pending {
         id: row.get(0),
         message: *message,
+        group: row
+            .get::<_, Option<String>>(1)
+            .unwrap_or_else(|| message.project_id.to_string()),
     })
 }
 
@@ -51,7 +63,7 @@ pub async fn relay(
 ) -> Result<usize, StageError> {
     let mut sent = Vec::with_capacity(pending.len());
     for row in pending {
-        match queue.send(&row.message).await {
+        match queue.send(&row.message, &row.group).await {
             Ok(()) => sent.push(row.id),
             Err(error) => {
                 tracing::warn!(outbox_id = row.id, %error, "outbox send failed; the sweeper will re-send it");
@@ -83,7 +95,7 @@ pub async fn unsent(
 ) -> Result<Vec<Pending>, StageError> {
     let rows = db
         .query(
-            "SELECT id, payload FROM control_plane.outbox
+            "SELECT id, payload, message_group FROM control_plane.outbox
               WHERE sent_at IS NULL AND created_at < now() - make_interval(secs => $1)
               ORDER BY id LIMIT $2",
             &[&older_than.as_secs_f64(), &limit],
@@ -92,15 +104,21 @@ pub async fn unsent(
     Ok(pending_rows(&rows))
 }
 
-/// Outbox rows read back as `(id, payload)`. A payload that is not a stage
-/// message (written by this code, so never expected) is logged and left unsent.
+/// Outbox rows read back as `(id, payload, message_group)`. A payload that is
+/// not a stage message (written by this code, so never expected) is logged and
+/// left unsent.
 pub fn pending_rows(rows: &[tokio_postgres::Row]) -> Vec<Pending> {
     rows.iter()
         .filter_map(|row| {
             let id: i64 = row.get(0);
             let payload: serde_json::Value = row.get(1);
+            let group: Option<String> = row.get(2);
             serde_json::from_value(payload)
-                .map(|message| Pending { id, message })
+                .map(|message: StageMessage| Pending {
+                    id,
+                    group: group.unwrap_or_else(|| message.project_id.to_string()),
+                    message,
+                })
                 .map_err(|e| {
                     tracing::error!(outbox_id = id, error = %e, "outbox row is not a stage message")
                 })

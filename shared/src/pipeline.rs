@@ -5,6 +5,7 @@
 use crate::adapters::{
     aws_config, http::HttpRegistrar, secrets_manager::SecretsManagerStore, sqs::SqsQueue,
 };
+use crate::cluster::AdminPools;
 use crate::config::{DatabaseSource, Settings};
 use crate::journal::Journal;
 use crate::ports::{MessageQueue, SecretStore, ServiceRegistrar};
@@ -19,7 +20,7 @@ pub type Error = lambda_runtime::Error;
 #[derive(Clone)]
 pub struct Pipeline {
     pub settings: Arc<Settings>,
-    /// TLS for tenant connections (same cluster, same mode as the control plane).
+    /// TLS of the control-plane connections.
     pub tls: crate::tls::MakeRustlsConnect,
     pub db: Pool,
     pub queue: Arc<dyn MessageQueue>,
@@ -27,6 +28,8 @@ pub struct Pipeline {
     pub registrar: Arc<dyn ServiceRegistrar>,
     /// Attempts this instance could not write when they happened.
     pub journal: Arc<Journal>,
+    /// Admin pools of the tenant clusters, one per cluster, made on first use.
+    pub clusters: Arc<AdminPools>,
 }
 
 impl Pipeline {
@@ -46,19 +49,21 @@ impl Pipeline {
             aws_sdk_sqs::Client::new(&aws),
             settings.queue_url_prefix.clone(),
         );
-        let secrets = SecretsManagerStore::new(secrets_client);
+        let secrets: Arc<dyn SecretStore> = Arc::new(SecretsManagerStore::new(secrets_client));
         let registrar = HttpRegistrar::new(
             settings.registration_urls.clone(),
             settings.registration_timeout,
         );
+        let clusters = admin_pools(&settings, &secrets);
         Ok(Pipeline {
             settings: Arc::new(settings),
             tls,
             db,
             queue: Arc::new(queue),
-            secrets: Arc::new(secrets),
+            secrets,
             registrar: Arc::new(registrar),
             journal: Default::default(),
+            clusters,
         })
     }
 }
@@ -66,8 +71,17 @@ impl Pipeline {
 /// One message holds one connection at a time (the project's lock is taken on
 /// the connection that does the work), so a function instance needs one per
 /// message handled at once.
-fn pool_size(settings: &Settings) -> usize {
+pub fn pool_size(settings: &Settings) -> usize {
     settings.db_pool_size.max(settings.batch_concurrency)
+}
+
+/// The tenant clusters' admin pools, sized like the control-plane pool.
+pub fn admin_pools(settings: &Settings, secrets: &Arc<dyn SecretStore>) -> Arc<AdminPools> {
+    Arc::new(AdminPools::new(
+        secrets.clone(),
+        settings.tls_root_cert.clone(),
+        pool_size(settings),
+    ))
 }
 
 impl Pipeline {
@@ -77,6 +91,7 @@ impl Pipeline {
     pub fn with_own_pool(&self) -> Pipeline {
         let mut other = self.clone();
         other.journal = Default::default();
+        other.clusters = admin_pools(&self.settings, &self.secrets);
         other.db = crate::db::pool(
             self.settings.database_config(),
             self.tls.clone(),

@@ -8,10 +8,11 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Sends a stage message to that stage's queue.
+/// Sends a stage message to that stage's queue, in a message group
+/// (`domain::message_group`).
 #[async_trait]
 pub trait MessageQueue: Send + Sync {
-    async fn send(&self, message: &StageMessage) -> Result<(), StageError>;
+    async fn send(&self, message: &StageMessage, group: &str) -> Result<(), StageError>;
 }
 
 /// Stores secret values by name.

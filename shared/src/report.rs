@@ -12,6 +12,8 @@ pub struct ProjectReport {
     pub id: Uuid,
     pub name: String,
     pub region: String,
+    /// The cluster its database was placed on (none before validate placed it).
+    pub cluster: Option<String>,
     pub status: String,
     pub current_stage: Option<String>,
     pub failed_stage: Option<String>,
@@ -79,7 +81,7 @@ pub async fn load_project_report(
     let Some(p) = db
         .query_opt(
             "SELECT id, name, region, status, current_stage, failed_stage, last_error, created_at, ready_at,
-                    provisioning_ms, current_run_id
+                    provisioning_ms, current_run_id, cluster_id
                FROM control_plane.projects WHERE id = $1",
             &[&id],
         )
@@ -170,6 +172,7 @@ pub async fn load_project_report(
         id: p.get(0),
         name: p.get(1),
         region: p.get(2),
+        cluster: p.get(11),
         status: p.get(3),
         current_stage: p.get(4),
         failed_stage: p.get(5),

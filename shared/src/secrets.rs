@@ -20,24 +20,15 @@ pub fn secret_name(settings: &Settings, project_id: Uuid, kind: &str) -> String 
     format!("{}/{}/{}", settings.secret_prefix, project_id, kind)
 }
 
-/// The RDS-style credentials secret of a tenant database.
+/// The RDS-style credentials secret of a tenant database. Debug shows the
+/// password as `[REDACTED]` (`SecretString`).
+#[derive(Debug)]
 pub struct DatabaseCredentials {
     pub host: String,
     pub port: u16,
     pub username: String,
     pub dbname: String,
     pub password: SecretString,
-}
-
-impl std::fmt::Debug for DatabaseCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DatabaseCredentials")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("username", &self.username)
-            .field("dbname", &self.dbname)
-            .finish_non_exhaustive()
-    }
 }
 
 #[derive(Deserialize)]
@@ -73,6 +64,49 @@ impl DatabaseCredentials {
             "dbname": self.dbname,
         });
         SecretString::from(value.to_string())
+    }
+}
+
+/// A cluster's admin credentials (RDS JSON). An RDS-managed master secret
+/// holds only the user name and password: host, port and database then come
+/// from the registry (and `postgres`). Debug redacts the password.
+#[derive(Debug)]
+pub struct AdminCredentials {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub username: String,
+    pub dbname: Option<String>,
+    pub password: SecretString,
+}
+
+#[derive(Deserialize)]
+struct AdminJson {
+    host: Option<String>,
+    port: Option<serde_json::Value>,
+    username: String,
+    password: String,
+    dbname: Option<String>,
+}
+
+impl AdminCredentials {
+    pub fn parse(secret: &SecretString) -> Result<AdminCredentials, StageError> {
+        let c: AdminJson = serde_json::from_str(secret.expose_secret()).map_err(|_| {
+            StageError::permanent("admin secret is not RDS credentials JSON (username, password)")
+        })?;
+        // RDS writes the port as a number; hand-made secrets often as a string.
+        let port = match c.port {
+            None => None,
+            Some(serde_json::Value::Number(n)) => n.as_u64().and_then(|p| u16::try_from(p).ok()),
+            Some(serde_json::Value::String(s)) => s.parse().ok(),
+            Some(_) => None,
+        };
+        Ok(AdminCredentials {
+            host: c.host.filter(|h| !h.is_empty()),
+            port,
+            username: c.username,
+            dbname: c.dbname.filter(|d| !d.is_empty()),
+            password: SecretString::from(c.password),
+        })
     }
 }
 
@@ -137,5 +171,20 @@ mod tests {
         assert_eq!(parsed["engine"], "postgres");
         let back = DatabaseCredentials::parse(&secret).unwrap();
         assert_eq!(back.password.expose_secret(), "s3cr3t-value");
+        let admin = AdminCredentials::parse(&secret).unwrap();
+        assert_eq!((admin.port, admin.host.as_deref()), (Some(5432), Some("h")));
+        assert!(!format!("{admin:?}").contains("s3cr3t-value"));
+    }
+
+    #[test]
+    fn admin_credentials_need_only_a_user_and_password() {
+        let secret = SecretString::from(r#"{"username":"admin","password":"pw","port":"6432"}"#);
+        let admin = AdminCredentials::parse(&secret).unwrap();
+        assert_eq!(
+            (admin.host, admin.port, admin.dbname),
+            (None, Some(6432), None)
+        );
+        let missing = SecretString::from(r#"{"username":"admin"}"#);
+        assert!(AdminCredentials::parse(&missing).is_err());
     }
 }

@@ -142,6 +142,26 @@ status_enum! {
     ]
 }
 
+status_enum! {
+    /// Whether a registered cluster takes new projects: `active` does,
+    /// `draining` keeps serving the ones it has and takes none, `offline` is
+    /// out of reach on purpose (its projects' stages retry until it is back).
+    ClusterStatus, "cluster",
+    {
+        Active => "active",
+        Draining => "draining",
+        Offline => "offline",
+    },
+    transitions: [
+        (Active, Draining),
+        (Active, Offline),
+        (Draining, Active),
+        (Draining, Offline),
+        (Offline, Active),
+        (Offline, Draining),
+    ]
+}
+
 impl ProjectStatus {
     /// Statuses in which provisioning runs may change the project.
     pub fn is_provisioning(self) -> bool {

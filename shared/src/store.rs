@@ -3,6 +3,7 @@
 //! Every status written here is guarded by the transition table in `status`:
 //! an update whose row is not in an allowed source status changes nothing.
 
+use crate::cluster::ClusterRef;
 use crate::domain::{ServiceSelection, Stage, StageMessage};
 use crate::error::StageError;
 use crate::status::{ProjectStatus, RunStatus, StageStatus};
@@ -22,10 +23,28 @@ pub struct ProjectRecord {
     pub api_key_prefix: String,
     pub status: ProjectStatus,
     pub current_run_id: Option<Uuid>,
+    /// Where its database lives, once placed (validate places it).
+    pub cluster: Option<ClusterRef>,
 }
 
+impl ProjectRecord {
+    /// The cluster the project was placed on; a stage past validate without
+    /// one is a bug in the order of stages, never a guess.
+    pub fn placed_cluster(&self) -> Result<&ClusterRef, StageError> {
+        self.cluster
+            .as_ref()
+            .ok_or_else(|| StageError::permanent("project has not been placed on a cluster"))
+    }
+}
+
+/// The project's columns and its cluster's (`FROM {PROJECT_FROM}`).
 const PROJECT_COLUMNS: &str = "p.id, p.name, p.region, p.owner_id, p.organization_id, p.services,
-     p.api_key_count, p.api_key_prefix, p.status, p.current_run_id";
+     p.api_key_count, p.api_key_prefix, p.status, p.current_run_id,
+     c.id AS cluster_id, c.host AS cluster_host, c.port AS cluster_port,
+     c.tls_mode AS cluster_tls_mode, c.admin_secret_arn AS cluster_secret,
+     c.status AS cluster_status";
+const PROJECT_FROM: &str = "control_plane.projects p
+     LEFT JOIN control_plane.clusters c ON c.id = p.cluster_id";
 
 fn project_from_row(r: &tokio_postgres::Row) -> Result<ProjectRecord, StageError> {
     let services: serde_json::Value = r.get(5);
@@ -41,7 +60,24 @@ fn project_from_row(r: &tokio_postgres::Row) -> Result<ProjectRecord, StageError
         api_key_prefix: r.get(7),
         status: parse_status(r.get(8))?,
         current_run_id: r.get(9),
+        cluster: cluster_from_row(r)?,
     })
+}
+
+fn cluster_from_row(r: &tokio_postgres::Row) -> Result<Option<ClusterRef>, StageError> {
+    let Some(id) = r.get::<_, Option<String>>("cluster_id") else {
+        return Ok(None);
+    };
+    let tls: String = r.get("cluster_tls_mode");
+    Ok(Some(ClusterRef {
+        id,
+        host: r.get("cluster_host"),
+        port: u16::try_from(r.get::<_, i32>("cluster_port")).unwrap_or_default(),
+        tls_mode: crate::tls::TlsMode::parse(&tls)
+            .ok_or_else(|| StageError::permanent(format!("cluster tls_mode '{tls}'")))?,
+        admin_secret_arn: r.get("cluster_secret"),
+        status: parse_status(r.get("cluster_status"))?,
+    }))
 }
 
 /// Parses a status column; unknown text is a permanent error, never a guess.
@@ -59,7 +95,7 @@ pub async fn load_project(
 ) -> Result<Option<ProjectRecord>, StageError> {
     let row = db
         .query_opt(
-            &format!("SELECT {PROJECT_COLUMNS} FROM control_plane.projects p WHERE p.id = $1"),
+            &format!("SELECT {PROJECT_COLUMNS} FROM {PROJECT_FROM} WHERE p.id = $1"),
             &[&id],
         )
         .await?;
@@ -103,11 +139,11 @@ pub async fn load_run_view(
     let Some(row) = db
         .query_opt(
             &format!(
-                "SELECT {PROJECT_COLUMNS}, r.project_id, r.status,
+                "SELECT {PROJECT_COLUMNS}, r.project_id AS run_project_id, r.status AS run_status,
                         (SELECT json_agg(json_build_array(s.stage, s.status, s.attempts, s.last_error)
                                          ORDER BY s.position)
-                           FROM control_plane.provisioning_stages s WHERE s.run_id = r.id)
-                   FROM control_plane.projects p
+                           FROM control_plane.provisioning_stages s WHERE s.run_id = r.id) AS stages
+                   FROM {PROJECT_FROM}
                    JOIN control_plane.provisioning_runs r ON r.id = $2
                   WHERE p.id = $1"
             ),
@@ -117,7 +153,7 @@ pub async fn load_run_view(
     else {
         return Ok(None);
     };
-    let stages: Option<serde_json::Value> = row.get(12);
+    let stages: Option<serde_json::Value> = row.get("stages");
     let stages = stages
         .as_ref()
         .and_then(|v| v.as_array())
@@ -126,8 +162,8 @@ pub async fn load_run_view(
         .unwrap_or_default();
     Ok(Some(RunView {
         project: project_from_row(&row)?,
-        run_project_id: row.get(10),
-        run_status: parse_status(row.get(11))?,
+        run_project_id: row.get("run_project_id"),
+        run_status: parse_status(row.get("run_status"))?,
         stages,
     }))
 }

@@ -101,13 +101,15 @@ async fn kick_stalled_runs(
                     UPDATE control_plane.provisioning_runs r SET kicked_at = now(), kicks = r.kicks + 1
                       FROM stalled WHERE r.id = stalled.run_id AND stalled.stage IS NOT NULL
                   RETURNING r.id, r.project_id, r.correlation_id, stalled.stage, stalled.idle_seconds)
-                 INSERT INTO control_plane.outbox (project_id, run_id, destination, payload)
-                 SELECT project_id, id, 'stage',
-                        jsonb_build_object('project_id', project_id, 'run_id', id, 'stage', stage,
-                                           'correlation_id', correlation_id)
-                   FROM kicked
-                 RETURNING id, payload",
-                store::stalled_runs_sql(true)
+                 INSERT INTO control_plane.outbox (project_id, run_id, destination, payload, message_group)
+                 SELECT k.project_id, k.id, 'stage',
+                        jsonb_build_object('project_id', k.project_id, 'run_id', k.id, 'stage', k.stage,
+                                           'correlation_id', k.correlation_id),
+                        (SELECT {} FROM control_plane.projects WHERE id = k.project_id)
+                   FROM kicked k
+                 RETURNING id, payload, message_group",
+                store::stalled_runs_sql(true),
+                outbox::MESSAGE_GROUP_SQL
             ),
             &[&stalled_after.as_secs_f64(), &BATCH],
         )

@@ -42,6 +42,9 @@ fn every_api_event_is_an_api_gateway_v2_request_and_the_sample_project_is_valid(
         "api-admin-provisioning.json",
         "api-create-api-key.json",
         "api-revoke-api-key.json",
+        "api-list-clusters.json",
+        "api-register-cluster.json",
+        "api-update-cluster.json",
     ] {
         lambda_http::request::from_str(&read(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
     }

@@ -17,9 +17,9 @@ struct DuplicatingQueue(Arc<dyn MessageQueue>);
 
 #[async_trait]
 impl MessageQueue for DuplicatingQueue {
-    async fn send(&self, message: &StageMessage) -> Result<(), StageError> {
-        self.0.send(message).await?;
-        self.0.send(message).await
+    async fn send(&self, message: &StageMessage, group: &str) -> Result<(), StageError> {
+        self.0.send(message, group).await?;
+        self.0.send(message, group).await
     }
 }
 
@@ -60,7 +60,7 @@ async fn every_message_delivered_twice_and_out_of_order_gives_one_of_everything(
     for stage in [Stage::CreateSchema, Stage::GenerateApiKeys, Stage::Finalize] {
         env.pipeline
             .queue
-            .send(&first.for_stage(stage))
+            .send(&first.for_stage(stage), "stray")
             .await
             .unwrap();
     }
@@ -78,7 +78,7 @@ async fn every_message_delivered_twice_and_out_of_order_gives_one_of_everything(
     ] {
         env.pipeline
             .queue
-            .send(&first.for_stage(stage))
+            .send(&first.for_stage(stage), "stray")
             .await
             .unwrap();
     }

@@ -4,9 +4,11 @@
 //! binary (`tests/faults.rs`): nothing else may run while they do.
 
 mod api;
+mod connections;
 mod events;
 mod failures;
 mod idempotency;
+mod placement;
 mod provision;
 mod security;
 mod template;

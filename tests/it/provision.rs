@@ -102,8 +102,9 @@ async fn a_project_with_every_service_is_provisioned_and_registered() {
     assert!(report.provisioning_ms.is_some());
     assert_eq!(env.count("SELECT count(*) FROM control_plane.audit_log WHERE project_id = $1 AND action = 'provisioning.ready'", created.project_id).await, 1);
 
-    // The tenant database really exists with the tenant schema applied.
-    let admin = env.admin().await;
+    // The tenant database really exists with the tenant schema applied, on
+    // the cluster the project was placed on, which its secret names.
+    let admin = env.project_admin(created.project_id).await;
     let row = admin
         .query_one("SELECT datconnlimit, pg_encoding_to_char(encoding), pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1", &[&names.database])
         .await
@@ -117,6 +118,13 @@ async fn a_project_with_every_service_is_provisioned_and_registered() {
         (20, "UTF8".into(), names.role.clone())
     );
     let credentials = tenant_credentials(&env, created.project_id).await;
+    let (cluster, port) = env.placement(created.project_id).await.unwrap();
+    assert_eq!(report.cluster.as_deref(), Some(cluster.as_str()));
+    assert_eq!(
+        (credentials.host.as_str(), credentials.port),
+        ("127.0.0.1", port),
+        "the secret names the project's cluster"
+    );
     let tenant = connect(&login_url(&credentials, &credentials.dbname)).await;
     let tables = strings(
         &tenant,
@@ -315,7 +323,9 @@ async fn the_migrate_custom_resource_migrates_on_create_and_reports_to_cloudform
         .respond_with(ResponseTemplate::new(200))
         .mount(&cloudformation)
         .await;
-    let function = provisioning::migrate::MigrateFunction::new(settings).unwrap();
+    let function =
+        provisioning::migrate::MigrateFunction::new(settings, env.pipeline.secrets.clone())
+            .unwrap();
 
     for request_type in ["Create", "Update", "Delete"] {
         let event = serde_json::json!({
@@ -427,4 +437,67 @@ async fn control_plane_credentials_can_come_from_a_secrets_manager_secret() {
         )
         .await,
     );
+}
+
+/// Fair queues: every stage message is sent in the message group of the
+/// project's organization, or of the project when it has none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stage_messages_carry_the_organization_or_the_project_as_message_group() {
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    let env = TestEnv::new().await;
+    let with_org = project("grouped");
+    let organization = with_org.organization_id.unwrap();
+    let a = env.create(&with_org).await;
+    let b = env
+        .create(&provisioning::NewProject {
+            organization_id: None,
+            ..project("alone")
+        })
+        .await;
+    // The first stage's messages, as SQS hands them to the validate function.
+    let out = env
+        .sqs
+        .receive_message()
+        .queue_url(env.queue_url("validate"))
+        .max_number_of_messages(10)
+        .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    let mut groups: Vec<(String, String)> = out
+        .messages
+        .unwrap_or_default()
+        .iter()
+        .map(|m| {
+            let body = provisioning::StageMessage::parse(m.body().unwrap()).unwrap();
+            let group = m
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+                .cloned()
+                .unwrap_or_default();
+            (body.project_id.to_string(), group)
+        })
+        .collect();
+    groups.sort();
+    let mut expected = vec![
+        (a.project_id.to_string(), organization.to_string()),
+        (b.project_id.to_string(), b.project_id.to_string()),
+    ];
+    expected.sort();
+    assert_eq!(groups, expected);
+    // The outbox rows hold the group, so a re-send by the sweeper keeps it.
+    let outbox: Vec<(String, String)> = env
+        .db()
+        .await
+        .query(
+            "SELECT project_id::text, message_group FROM control_plane.outbox ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(outbox, expected);
 }

@@ -38,17 +38,31 @@ async fn a_tenant_cannot_reach_another_tenant_or_create_databases_or_roles() {
     own.batch_execute("INSERT INTO app.settings (key, value) VALUES ('theme', '\"dark\"')")
         .await
         .unwrap();
-    // ...but not B's, nor the control plane.
-    for other in [b_names.database.as_str(), env.database_name.as_str()] {
-        let err = tokio_postgres::connect(&login_url(&creds_a, other), tokio_postgres::NoTls)
+    // ...but not B's, nor the control plane (on local-1), wherever they are: on
+    // A's own cluster CONNECT is refused; on another cluster A's role does not
+    // exist, so its login is refused.
+    let (a_cluster, _) = env.placement(a.project_id).await.unwrap();
+    let b_place = env.placement(b.project_id).await.unwrap();
+    let control_plane = stack_clusters().remove(0);
+    for (other, (cluster, port)) in [
+        (b_names.database.as_str(), b_place),
+        (env.database_name.as_str(), control_plane),
+    ] {
+        let url = format!(
+            "postgres://{}:{}@127.0.0.1:{port}/{other}",
+            creds_a.username,
+            creds_a.password.expose_secret()
+        );
+        let err = tokio_postgres::connect(&url, tokio_postgres::NoTls)
             .await
             .err()
-            .unwrap_or_else(|| panic!("tenant A connected to {other}"));
-        assert_eq!(
-            err.code(),
-            Some(&SqlState::INSUFFICIENT_PRIVILEGE),
-            "{other}: {err}"
-        );
+            .unwrap_or_else(|| panic!("tenant A connected to {other} on {cluster}"));
+        let expected = if cluster == a_cluster {
+            SqlState::INSUFFICIENT_PRIVILEGE
+        } else {
+            SqlState::INVALID_PASSWORD
+        };
+        assert_eq!(err.code(), Some(&expected), "{other} on {cluster}: {err}");
     }
     // A wrong password is refused.
     let wrong = format!(
@@ -71,7 +85,7 @@ async fn a_tenant_cannot_reach_another_tenant_or_create_databases_or_roles() {
             "{sql}: {err}"
         );
     }
-    let admin = env.admin().await;
+    let admin = env.project_admin(a.project_id).await;
     let role = admin
         .query_one("SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, rolconnlimit FROM pg_roles WHERE rolname = $1", &[&creds_a.username])
         .await
@@ -177,7 +191,7 @@ async fn stored_keys_verify_a_typo_is_caught_and_no_secret_leaks_to_postgres_or_
         assert!(!logs.contains(secret.as_str()), "a secret reached the logs");
     }
     // The role's password is stored by the server as a SCRAM verifier, never as text.
-    let admin = env.admin().await;
+    let admin = env.project_admin(created.project_id).await;
     let stored: String = admin
         .query_one(
             "SELECT rolpassword FROM pg_authid WHERE rolname = $1",

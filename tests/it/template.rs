@@ -19,7 +19,7 @@ fn raw_template() -> Value {
 
 /// template.yaml with every `Fn::ForEach::<Loop>` entry of its Conditions,
 /// Resources and Outputs replaced by the entries it expands to.
-fn template() -> Value {
+pub(crate) fn template() -> Value {
     let mut t = raw_template();
     let mappings = t["Mappings"].clone();
     for section in ["Conditions", "Resources", "Outputs"] {

@@ -437,10 +437,70 @@ impl TestEnv {
             .get(0)
     }
 
-    /// Whole-cluster facts, asked of the admin connection.
+    /// Whole-cluster facts, asked of the admin connection (cluster local-1,
+    /// which also holds the control plane).
     pub async fn admin(&self) -> tokio_postgres::Client {
         connect(&stack_var("PG_ADMIN_URL")).await
     }
+
+    /// The cluster a project was placed on (its id and port).
+    pub async fn placement(&self, project_id: Uuid) -> Option<(String, u16)> {
+        let row = self
+            .db()
+            .await
+            .query_one(
+                "SELECT c.id, c.port FROM control_plane.projects p
+                   LEFT JOIN control_plane.clusters c ON c.id = p.cluster_id WHERE p.id = $1",
+                &[&project_id],
+            )
+            .await
+            .expect("project row");
+        let id: Option<String> = row.get(0);
+        id.map(|id| (id, row.get::<_, i32>(1) as u16))
+    }
+
+    /// An admin connection to the cluster the project was placed on.
+    pub async fn project_admin(&self, project_id: Uuid) -> tokio_postgres::Client {
+        let (_, port) = self
+            .placement(project_id)
+            .await
+            .expect("the project was placed on a cluster");
+        admin_at(port, "postgres").await
+    }
+}
+
+/// The local stack's clusters: (id, port), `PG_PORT_1` .. `PG_PORT_<PG_CLUSTERS>`.
+pub fn stack_clusters() -> Vec<(String, u16)> {
+    local_dev::sandbox::stack_clusters(|name| Some(stack_var(name)))
+        .unwrap_or_else(|e| panic!("{e}: {HOW_TO_START}"))
+}
+
+/// An admin connection to `database` on the local cluster listening on `port`.
+pub async fn admin_at(port: u16, database: &str) -> tokio_postgres::Client {
+    connect(&local_dev::sandbox::admin_url_at(
+        &stack_var("PG_ADMIN_URL"),
+        port,
+        database,
+    ))
+    .await
+}
+
+/// How many of the named databases and roles exist on each local cluster.
+pub async fn tenant_objects_per_cluster(database: &str, role: &str) -> Vec<(String, i64, i64)> {
+    let mut found = Vec::new();
+    for (id, port) in stack_clusters() {
+        let admin = admin_at(port, "postgres").await;
+        let row = admin
+            .query_one(
+                "SELECT (SELECT count(*) FROM pg_database WHERE datname = $1),
+                        (SELECT count(*) FROM pg_roles WHERE rolname = $2)",
+                &[&database, &role],
+            )
+            .await
+            .unwrap();
+        found.push((id, row.get(0), row.get(1)));
+    }
+    found
 }
 
 pub async fn connect(url: &str) -> tokio_postgres::Client {
@@ -612,25 +672,27 @@ pub async fn env_with_service(service: Service, server: &wiremock::MockServer) -
 /// One database, one role, each secret written once, exactly `keys` key rows.
 pub async fn assert_exactly_one_of_everything(env: &TestEnv, project_id: Uuid, keys: i64) {
     let names = provisioning::domain::TenantNames::for_project(project_id);
-    let admin = env.admin().await;
-    let databases: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM pg_database WHERE datname = $1",
-            &[&names.database],
-        )
+    // One database and one role over all clusters, on the project's cluster.
+    // (A test may register a stack cluster again under another id: the port says which it is.)
+    let (_, placed_port) = env.placement(project_id).await.expect("placed");
+    let expected: Vec<_> = stack_clusters()
+        .into_iter()
+        .map(|(id, port)| {
+            let n = i64::from(port == placed_port);
+            (id, n, n)
+        })
+        .collect();
+    assert_eq!(
+        tenant_objects_per_cluster(&names.database, &names.role).await,
+        expected
+    );
+    let own = format!("/{project_id}/");
+    let secrets: Vec<String> = env
+        .secret_names()
         .await
-        .unwrap()
-        .get(0);
-    let roles: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM pg_roles WHERE rolname = $1",
-            &[&names.role],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!((databases, roles), (1, 1));
-    let secrets = env.secret_names().await;
+        .into_iter()
+        .filter(|name| name.contains(&own))
+        .collect();
     assert_eq!(
         secrets,
         [
@@ -668,13 +730,14 @@ pub async fn assert_exactly_one_of_everything(env: &TestEnv, project_id: Uuid, k
     );
 }
 
-/// Runs `scripts/stack.sh COMMAND` (pg-stop, pg-start): the fault tests take
-/// the local stack's Postgres away and bring it back with it.
+/// Runs `scripts/stack.sh COMMAND` (`pg-stop [N]`, `pg-start [N]`): the fault
+/// tests take the local stack's Postgres (or its cluster N) away and bring it
+/// back with it.
 pub fn stack_control(command: &str) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/stack.sh");
     let status = std::process::Command::new("bash")
         .arg(script)
-        .arg(command)
+        .args(command.split_whitespace())
         .status()
         .unwrap_or_else(|e| panic!("{script} {command}: {e}"));
     assert!(

@@ -7,8 +7,10 @@
 //!   the project through `GET /projects/{id}` until it is ready.
 
 use local_dev::{create_queues, demo, QueueSettings, Runner};
+use provisioning::adapters::secrets_manager::SecretsManagerStore;
 use provisioning::api::Api;
-use provisioning::db::{migrate, CONTROL_PLANE_MIGRATIONS};
+use provisioning::migrate::MigrateFunction;
+use provisioning::ports::SecretStore;
 use provisioning::{Pipeline, Settings};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -58,9 +60,16 @@ async fn setup() -> Result<(Pipeline, Runner), Error> {
         &aws_sdk_secretsmanager::Client::new(&aws),
     )
     .await?;
-    let (mut client, connection) = settings.database_config().connect(settings.tls()?).await?;
-    tokio::spawn(connection);
-    let version = migrate(&mut client, "control_plane", CONTROL_PLANE_MIGRATIONS).await?;
+    let secrets: Arc<dyn SecretStore> = Arc::new(SecretsManagerStore::new(
+        aws_sdk_secretsmanager::Client::new(&aws),
+    ));
+    let applied = MigrateFunction::new(settings.clone(), secrets)?
+        .apply()
+        .await?;
+    let version = applied.version;
+    if !applied.registered.is_empty() {
+        eprintln!("clusters registered: {}", applied.registered.join(", "));
+    }
     let sqs = aws_sdk_sqs::Client::new(&aws);
     create_queues(&sqs, &settings.queue_url_prefix, queue_settings).await?;
     eprintln!(

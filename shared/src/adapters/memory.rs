@@ -15,7 +15,7 @@ pub struct NoQueue;
 
 #[async_trait]
 impl MessageQueue for NoQueue {
-    async fn send(&self, _message: &StageMessage) -> Result<(), StageError> {
+    async fn send(&self, _message: &StageMessage, _group: &str) -> Result<(), StageError> {
         Ok(())
     }
 }

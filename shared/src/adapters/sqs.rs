@@ -22,12 +22,15 @@ impl SqsQueue {
 
 #[async_trait]
 impl MessageQueue for SqsQueue {
-    async fn send(&self, message: &StageMessage) -> Result<(), StageError> {
+    async fn send(&self, message: &StageMessage, group: &str) -> Result<(), StageError> {
         let url = format!("{}{}", self.queue_url_prefix, message.stage.queue_name());
         self.client
             .send_message()
             .queue_url(url)
             .message_body(message.to_body())
+            // Fair queues: a standard queue takes a group id to spread its
+            // consumers' attention across groups (not FIFO ordering).
+            .message_group_id(group)
             .send()
             .await
             .map_err(|e| classify_sdk_error(&format!("sending {} message", message.stage), e))?;

@@ -10,7 +10,7 @@ pub use problem::Problem;
 
 use crate::pipeline::Pipeline;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use axum::Router;
 
 /// Largest request body accepted (413 above it).
@@ -55,6 +55,11 @@ pub fn router(api: Api) -> Router {
         )
         .route("/provisioning/jobs", get(routes::list_jobs))
         .route("/admin/provisioning", get(routes::admin_summary))
+        .route(
+            "/admin/clusters",
+            get(routes::list_clusters).post(routes::register_cluster),
+        )
+        .route("/admin/clusters/{id}", patch(routes::change_cluster))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(TRANSPORT_LIMIT))

@@ -6,6 +6,7 @@
 
 use super::{Api, Problem, MAX_BODY_BYTES};
 use crate::api_keys::{self, KeyError};
+use crate::cluster::{self, ClusterChange, NewCluster, RegisterError};
 use crate::domain::NewProject;
 use crate::idempotency;
 use crate::project::{self, CreateProjectError, Creation, RequestKey, ResumeError};
@@ -418,4 +419,82 @@ pub(super) async fn admin_summary(State(api): State<Api>, RawQuery(query): RawQu
     let db = api.db().await?;
     let summary = report::admin_summary(&db, stuck_after).await?;
     Ok(reply(200, &summary, None))
+}
+
+fn register_problem(e: RegisterError) -> Problem {
+    match e {
+        RegisterError::Invalid(v) => Problem::invalid(v.field, v.rule),
+        RegisterError::Refused { field, detail } => Problem::new(
+            422,
+            "cluster-unverified",
+            "Cluster credentials not proven",
+            detail,
+        )
+        .field(field),
+        RegisterError::Exists(id) => {
+            Problem::conflict(format!("cluster {id} is already registered"))
+        }
+        RegisterError::Unavailable(e) => e.into(),
+    }
+}
+
+pub(super) async fn list_clusters(State(api): State<Api>) -> Handled {
+    let db = api.db().await?;
+    let clusters = cluster::list(&db).await?;
+    Ok(reply(200, &json!({ "clusters": clusters }), None))
+}
+
+/// Registers a cluster once its credentials are proven. The check connects to
+/// the cluster before a control-plane connection is taken, so no pooled
+/// connection waits on a remote host.
+pub(super) async fn register_cluster(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Handled {
+    let request: NewCluster = json_body(&headers, &body_bytes(body)?)?;
+    request
+        .validate()
+        .map_err(|v| Problem::invalid(v.field, v.rule))?;
+    {
+        let db = api.db().await?;
+        cluster::check_region(&db, &request)
+            .await
+            .map_err(register_problem)?;
+    }
+    let verified = cluster::verify(
+        &*api.pipeline.secrets,
+        api.pipeline.settings.tls_root_cert.as_deref(),
+        &request,
+    )
+    .await
+    .map_err(register_problem)?;
+    let db = api.db().await?;
+    let registered = cluster::insert(&db, &request, &verified)
+        .await
+        .map_err(register_problem)?;
+    tracing::info!(cluster = %registered.id, region = %registered.region, "cluster registered");
+    let location = format!("/admin/clusters/{}", registered.id);
+    Ok(reply(201, &registered, Some(location)))
+}
+
+pub(super) async fn change_cluster(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Handled {
+    if !cluster::is_valid_id(&id) {
+        return Err(Problem::not_found(&format!("cluster {}", truncate(&id))));
+    }
+    let request: ClusterChange = json_body(&headers, &body_bytes(body)?)?;
+    let (status, capacity) = request
+        .validate()
+        .map_err(|v| Problem::invalid(v.field, v.rule))?;
+    let db = api.db().await?;
+    let changed = cluster::change(&db, &id, status, capacity)
+        .await?
+        .ok_or_else(|| Problem::not_found(&format!("cluster {id}")))?;
+    tracing::info!(cluster = %id, status = %changed.status, capacity = changed.capacity, "cluster changed");
+    Ok(reply(200, &changed, None))
 }

@@ -1,4 +1,5 @@
-//! create-database: an isolated database owned by a per-project role.
+//! create-database: an isolated database owned by a per-project role, on the
+//! cluster validate placed the project on (through that cluster's admin pool).
 //!
 //! The password is created once, in Secrets Manager (deterministic request
 //! token), and the role is always brought to it, so a crash anywhere leaves
@@ -23,9 +24,9 @@ use uuid::Uuid;
 pub const CONNECTION_LIMIT: i32 = 20;
 
 pub async fn run(ctx: &StageContext<'_>) -> Result<Ledger, StageError> {
-    let settings = &ctx.pipeline.settings;
+    let cluster = ctx.project.placed_cluster()?;
     let names = TenantNames::for_project(ctx.project.id);
-    let (tenant_host, tenant_port) = settings.tenant_host_port();
+    let (tenant_host, tenant_port) = (cluster.host.clone(), cluster.port);
     let secret_name = ctx.secret_name(DATABASE_SECRET);
     let secret = get_or_create_secret(
         &*ctx.pipeline.secrets,
@@ -50,18 +51,18 @@ pub async fn run(ctx: &StageContext<'_>) -> Result<Ledger, StageError> {
         )));
     }
 
-    let db = ctx.db;
-    ensure_role(db, ctx.project.id, &names.role, &credentials.password).await?;
-    ensure_database(db, &names).await?;
-    let database = quote_ident(&names.database);
-    let role = quote_ident(&names.role);
-    db.batch_execute(&format!(
-        "REVOKE CONNECT, TEMPORARY ON DATABASE {database} FROM PUBLIC;
-         GRANT CONNECT, TEMPORARY ON DATABASE {database} TO {role};
-         COMMENT ON DATABASE {database} IS {};",
-        quote_literal(&ownership_marker(ctx.project.id))
-    ))
-    .await?;
+    // The secret names the cluster the project was placed on: a secret written
+    // for another one (never expected) is refused rather than followed.
+    if (credentials.host.as_str(), credentials.port) != (cluster.host.as_str(), cluster.port) {
+        return Err(StageError::permanent(format!(
+            "secret {secret_name} names {}:{}, not cluster {}",
+            credentials.host, credentials.port, cluster.id
+        )));
+    }
+    let admin = ctx.pipeline.clusters.connection(cluster).await?;
+    create_on_cluster(&admin, ctx.project.id, &names, &credentials.password)
+        .await
+        .map_err(|e| cluster.blame(e))?;
 
     Ok(Ledger {
         resources: vec![
@@ -69,12 +70,33 @@ pub async fn run(ctx: &StageContext<'_>) -> Result<Ledger, StageError> {
             Resource::new(
                 "database",
                 &names.database,
-                json!({ "host": credentials.host, "port": credentials.port, "connection_limit": CONNECTION_LIMIT }),
+                json!({ "cluster": cluster.id, "host": credentials.host, "port": credentials.port, "connection_limit": CONNECTION_LIMIT }),
             ),
             Resource::new("secret", &secret_name, json!({ "kind": DATABASE_SECRET })),
         ],
         ..Ledger::default()
     })
+}
+
+/// The role, the database and their grants, on the cluster's admin connection.
+async fn create_on_cluster(
+    db: &tokio_postgres::Client,
+    project_id: Uuid,
+    names: &TenantNames,
+    password: &SecretString,
+) -> Result<(), StageError> {
+    ensure_role(db, project_id, &names.role, password).await?;
+    ensure_database(db, names).await?;
+    let database = quote_ident(&names.database);
+    let role = quote_ident(&names.role);
+    db.batch_execute(&format!(
+        "REVOKE CONNECT, TEMPORARY ON DATABASE {database} FROM PUBLIC;
+         GRANT CONNECT, TEMPORARY ON DATABASE {database} TO {role};
+         COMMENT ON DATABASE {database} IS {};",
+        quote_literal(&ownership_marker(project_id))
+    ))
+    .await?;
+    Ok(())
 }
 
 fn ownership_marker(project_id: Uuid) -> String {

@@ -19,9 +19,16 @@ pub async fn run(ctx: &StageContext<'_>) -> Result<Ledger, StageError> {
         .await?
         .ok_or_else(|| StageError::permanent(format!("secret {secret_name} is missing")))?;
     let credentials = DatabaseCredentials::parse(&secret)?;
+    let cluster = ctx.project.placed_cluster()?;
+    cluster.ensure_online()?;
+    let tls = crate::tls::connector(
+        cluster.tls_mode,
+        ctx.pipeline.settings.tls_root_cert.as_deref(),
+    )
+    .map_err(StageError::permanent)?;
     let mut tenant = db::connect(&DbLogin {
-        ssl_mode: ctx.pipeline.settings.tls_mode.ssl_mode(),
-        tls: &ctx.pipeline.tls,
+        ssl_mode: cluster.tls_mode.ssl_mode(),
+        tls: &tls,
         host: &credentials.host,
         port: credentials.port,
         dbname: &credentials.dbname,
@@ -30,12 +37,14 @@ pub async fn run(ctx: &StageContext<'_>) -> Result<Ledger, StageError> {
     })
     .await
     .map_err(|e| {
-        e.context(format!(
+        cluster.blame(e.context(format!(
             "connecting to {} as {}",
             credentials.dbname, credentials.username
-        ))
+        )))
     })?;
-    let version = db::migrate(&mut tenant, TENANT_SCHEMA, TENANT_MIGRATIONS).await?;
+    let version = db::migrate(&mut tenant, TENANT_SCHEMA, TENANT_MIGRATIONS)
+        .await
+        .map_err(|e| cluster.blame(e))?;
 
     Ok(Ledger {
         resources: vec![Resource::new(

@@ -28,7 +28,7 @@ pub use register_services::AFTER_REGISTRATION;
 pub use crate::pipeline::Pipeline;
 
 use crate::api_keys::NewKeyRow;
-use crate::domain::{Stage, StageMessage};
+use crate::domain::{message_group, Stage, StageMessage};
 use crate::error::StageError;
 use crate::lock::ProjectLock;
 use crate::status::{ProjectStatus, RunStatus, StageStatus};
@@ -239,7 +239,8 @@ impl Pipeline {
         match decide(&view, msg) {
             Decision::Ignore(why) => return Ok(Outcome::Ignored(why)),
             Decision::ResendNext(next) => {
-                self.queue.send(&msg.for_stage(next)).await?;
+                let group = message_group(view.project.id, view.project.organization_id);
+                self.queue.send(&msg.for_stage(next), &group).await?;
                 return Ok(Outcome::Resent { next });
             }
             Decision::Run => {}
@@ -334,6 +335,7 @@ mod tests {
             api_key_prefix: "pk".into(),
             status: ProjectStatus::Provisioning,
             current_run_id: Some(run_id),
+            cluster: None,
         };
         let stages = statuses
             .iter()

@@ -1,7 +1,9 @@
 //! validate: the project exists and is eligible, its identifiers are valid, its
-//! region is available and its quotas hold.
+//! region is available and its quotas hold; then the project is placed on a
+//! cluster of its region (`cluster::place`).
 
 use super::{Ledger, StageContext};
+use crate::cluster;
 use crate::domain::{quota, TenantNames};
 use crate::error::StageError;
 use crate::keys;
@@ -35,7 +37,10 @@ pub async fn run(ctx: &StageContext<'_>) -> Result<Ledger, StageError> {
     let db = ctx.db;
     let region = db
         .query_opt(
-            "SELECT available FROM control_plane.regions WHERE code = $1",
+            "SELECT available,
+                    EXISTS (SELECT 1 FROM control_plane.clusters
+                             WHERE region = $1 AND status = 'active')
+               FROM control_plane.regions WHERE code = $1",
             &[&project.region],
         )
         .await?;
@@ -46,10 +51,15 @@ pub async fn run(ctx: &StageContext<'_>) -> Result<Ledger, StageError> {
                 project.region
             )))
         }
-        Some(row) if !row.get::<_, bool>(0) => {
+        Some(row) if !row.get::<_, bool>(0) || !row.get::<_, bool>(1) => {
             return Err(StageError::permanent(format!(
-                "region: '{}' is not available",
-                project.region
+                "region: '{}' is not available{}",
+                project.region,
+                if row.get::<_, bool>(0) {
+                    " (no active cluster)"
+                } else {
+                    ""
+                }
             )))
         }
         Some(_) => {}
@@ -87,5 +97,11 @@ pub async fn run(ctx: &StageContext<'_>) -> Result<Ledger, StageError> {
         )));
     }
 
+    // Last, once nothing else can refuse the project: its cluster, chosen once
+    // and stored before any tenant object exists (a retry keeps it).
+    if project.cluster.is_none() {
+        let cluster = cluster::place(db, project.id, &project.region).await?;
+        tracing::info!(cluster = %cluster, region = %project.region, "placed");
+    }
     Ok(Ledger::default())
 }

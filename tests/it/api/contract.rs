@@ -135,3 +135,54 @@ async fn every_route_answers_its_sample_event_as_openapi_yaml_says() {
         .await;
     assert_eq!(status, 409, "a ready project cannot be retried");
 }
+
+/// The cluster routes' sample events, each answer as openapi.yaml documents it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_sample_events_get_documented_answers() {
+    let env = TestEnv::new().await;
+    let none = "";
+    let (status, _, body) = env
+        .send_documented_event(
+            "api-list-clusters.json",
+            (none, none),
+            "/admin/clusters",
+            "get",
+        )
+        .await;
+    assert_eq!(status, 200);
+    let ids: Vec<&str> = body.as_ref().unwrap()["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["local-1", "local-2"],
+        "the stack's clusters, registered"
+    );
+
+    // The sample names a secret of a real account: here it does not exist,
+    // so the registration is refused for it and nothing is stored.
+    let (status, _, body) = env
+        .send_documented_event(
+            "api-register-cluster.json",
+            (none, none),
+            "/admin/clusters",
+            "post",
+        )
+        .await;
+    assert_eq!(
+        (status, body.unwrap()["field"].as_str()),
+        (422, Some("admin_secret_arn"))
+    );
+    let (status, _, _) = env
+        .send_documented_event(
+            "api-update-cluster.json",
+            (none, none),
+            "/admin/clusters/{id}",
+            "patch",
+        )
+        .await;
+    assert_eq!(status, 404, "eu-west-1-2 was not registered");
+}

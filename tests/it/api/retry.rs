@@ -41,7 +41,7 @@ async fn retry_of_a_failed_project_resumes_from_the_failed_stage_and_reaches_rea
         stage: provisioning::Stage::GenerateApiKeys,
         correlation_id: created.correlation_id,
     };
-    env.pipeline.queue.send(&old).await.unwrap();
+    env.pipeline.queue.send(&old, "stray").await.unwrap();
 
     let report = env.settle(created.project_id).await;
     env.drain(&env.runner, Duration::from_secs(20)).await;

@@ -84,18 +84,36 @@ pub struct ThroughputRun {
     pub from_submission_ms: f64,
 }
 
-/// Many projects in batches: the first batch against the last.
-#[derive(Debug, Clone, Copy)]
+/// Many projects in batches over the stack's clusters: the first batch
+/// against the last, where they were placed, and the connections each
+/// cluster saw.
+#[derive(Debug, Clone)]
 pub struct Scale {
     pub projects: usize,
     pub batch: usize,
     /// Wall time of a batch (creation to all ready) per project, in ms.
     pub first_batch_ms: f64,
     pub last_batch_ms: f64,
-    /// Tenant databases of this series found in the cluster.
+    /// Tenant databases of this series found on the clusters.
     pub tenant_databases: i64,
     /// Mean size of those databases, in bytes.
     pub tenant_database_bytes: f64,
+    pub clusters: Vec<ClusterUse>,
+    /// The connection budget the peaks are held against (the template's default tier).
+    pub connection_budget: usize,
+}
+
+/// One cluster during the scale series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterUse {
+    pub id: String,
+    /// Projects placed on it (control plane) and tenant databases found on it.
+    pub projects: i64,
+    pub databases: i64,
+    /// Most client connections seen (`pg_stat_activity`, sampled every 50 ms)
+    /// during the first batch (a burst of `batch` projects) and during the run.
+    pub peak_first_batch: i64,
+    pub peak_run: i64,
 }
 
 /// Each function as shipped.

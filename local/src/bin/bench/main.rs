@@ -31,7 +31,7 @@ async fn main() -> Result<(), Error> {
     provisioning::telemetry::init_with_writer(std::io::sink);
     let latency_n = count("BENCH_LATENCY", 50);
     let burst_n = count("BENCH_BURST", 100);
-    let scale_n = count("BENCH_SCALE", 1000);
+    let scale_n = count("BENCH_SCALE", 2000);
     let init_runs = count("BENCH_INIT_RUNS", 20);
     let pids = StackPids::from_env();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -43,7 +43,7 @@ async fn main() -> Result<(), Error> {
 
     let mut runs = Vec::new();
     for workers in [1usize, 2] {
-        runs.push(measure::throughput(&stub, burst_n, workers, pids).await?);
+        runs.push(measure::throughput(&stub, burst_n, workers, pids.clone()).await?);
     }
     let throughput = Throughput {
         projects: burst_n,

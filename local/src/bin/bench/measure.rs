@@ -1,7 +1,7 @@
 //! The series: each sets up what it needs, measures, and returns its figures.
 
 use crate::figures::{
-    Function, Functions, Latency, Machine, PortUse, Scale, StageTimes, ThroughputRun,
+    ClusterUse, Function, Functions, Latency, Machine, PortUse, Scale, StageTimes, ThroughputRun,
 };
 use local_dev::bench::{
     floor_pipeline, floor_project, ms, percentile, PortTime, TimedQueue, TimedRegistrar,
@@ -9,7 +9,7 @@ use local_dev::bench::{
 };
 use local_dev::cpu::{CpuSample, StackPids};
 use local_dev::runtime_api::{peak_rss_kib, FakeRuntime};
-use local_dev::sandbox::{admin_client, Sandbox, StackAddress};
+use local_dev::sandbox::{admin_client, admin_url_at, stack_clusters, Sandbox, StackAddress};
 use local_dev::{QueueSettings, Runner};
 use provisioning::domain::{ApiKeySpec, NewProject, ServiceSelection, Stage, StageMessage};
 use provisioning::project::create_project;
@@ -253,7 +253,7 @@ pub async fn throughput(
 ) -> Result<ThroughputRun, Error> {
     let s = series(&format!("burst{workers}"), registration).await?;
     let floor = floor_pipeline(&s.pipeline);
-    let cpu_before = CpuSample::take(pids);
+    let cpu_before = CpuSample::take(&pids);
     let started = Instant::now();
     let tasks: Vec<_> = (0..workers)
         .map(|w| {
@@ -270,7 +270,7 @@ pub async fn throughput(
         t.await??;
     }
     let floor_wall = started.elapsed();
-    let floor_cpu = CpuSample::take(pids).since(&cpu_before);
+    let floor_cpu = CpuSample::take(&pids).since(&cpu_before);
     let mut ids = Vec::new();
     for i in 0..projects {
         ids.push(
@@ -280,7 +280,7 @@ pub async fn throughput(
         );
     }
     // Every message is queued: the clock starts when the invocations do.
-    let cpu_before = CpuSample::take(pids);
+    let cpu_before = CpuSample::take(&pids);
     let started = Instant::now();
     let running = s.runner.spawn(workers);
     let times = wait_ready(&s, &ids).await?;
@@ -290,7 +290,7 @@ pub async fn throughput(
     let first = times.iter().map(|t| t.0).fold(f64::MAX, f64::min);
     let last = times.iter().map(|t| t.1).fold(0.0, f64::max);
     running.stop().await;
-    let pipeline_cpu = CpuSample::take(pids).since(&cpu_before);
+    let pipeline_cpu = CpuSample::take(&pids).since(&cpu_before);
     Ok(ThroughputRun {
         workers,
         floor_wall,
@@ -309,8 +309,19 @@ pub async fn scale(
     open: &mut KeptOpen,
 ) -> Result<Scale, Error> {
     let s = series("scale", registration).await?;
-    let batch = 100.min(projects.max(1));
+    let batch = 200.min(projects.max(1));
+    let clusters = stack_clusters(|name| std::env::var(name).ok())?;
+    let admin_url = var("PG_ADMIN_URL")?;
+    let mut admins = Vec::new();
+    for (id, port) in &clusters {
+        admins.push((
+            id.clone(),
+            admin_client(&admin_url_at(&admin_url, *port, "postgres")).await?,
+        ));
+    }
+    let sampler = ConnectionSampler::start(&admin_url, &clusters).await?;
     let mut batch_ms = Vec::new();
+    let mut first_batch_peaks = Vec::new();
     let running = s.runner.spawn(2);
     let mut all_ids = Vec::new();
     for b in 0..projects.div_ceil(batch) {
@@ -330,28 +341,128 @@ pub async fn scale(
         }
         wait_ready(&s, &ids).await?;
         batch_ms.push(ms(started.elapsed()) / ids.len() as f64);
+        if b == 0 {
+            first_batch_peaks = sampler.peaks();
+        }
         all_ids.extend(ids);
     }
     running.stop().await;
+    let run_peaks = sampler.stop().await;
     let names: Vec<String> = all_ids
         .iter()
         .map(|id| provisioning::domain::TenantNames::for_project(*id).database)
         .collect();
-    let admin = admin().await?;
-    let row = admin
-        .query_one("SELECT avg(pg_database_size(datname))::float8, count(*) FROM pg_database WHERE datname = ANY($1)", &[&names])
-        .await?;
-    let (disk, tenants): (f64, i64) = (row.get(0), row.get(1));
+    let db = s.pipeline.db.get().await?;
+    let placed: HashMap<String, i64> = db
+        .query(
+            "SELECT cluster_id, count(*) FROM control_plane.projects GROUP BY 1",
+            &[],
+        )
+        .await?
+        .iter()
+        .filter_map(|r| Some((r.get::<_, Option<String>>(0)?, r.get(1))))
+        .collect();
+    drop(db);
+    let (mut bytes, mut tenants) = (0.0, 0);
+    let mut uses = Vec::new();
+    for (i, (id, admin)) in admins.iter().enumerate() {
+        let row = admin
+            .query_one(
+                "SELECT coalesce(sum(pg_database_size(datname)), 0)::float8, count(*)
+                   FROM pg_database WHERE datname = ANY($1)",
+                &[&names],
+            )
+            .await?;
+        let (cluster_bytes, databases): (f64, i64) = (row.get(0), row.get(1));
+        bytes += cluster_bytes;
+        tenants += databases;
+        uses.push(ClusterUse {
+            id: id.clone(),
+            projects: placed.get(id).copied().unwrap_or_default(),
+            databases,
+            peak_first_batch: first_batch_peaks[i],
+            peak_run: run_peaks[i],
+        });
+    }
     open.series.push(s);
-    open.admin.push(admin);
+    open.admin
+        .extend(admins.into_iter().map(|(_, admin)| admin));
     Ok(Scale {
         projects,
         batch,
         first_batch_ms: batch_ms[0],
         last_batch_ms: *batch_ms.last().unwrap(),
         tenant_databases: tenants,
-        tenant_database_bytes: disk,
+        tenant_database_bytes: bytes / tenants.max(1) as f64,
+        clusters: uses,
+        connection_budget: DEFAULT_CONNECTION_BUDGET,
     })
+}
+
+/// The template's default `ClusterConnectionBudget` (docs/connections.md).
+const DEFAULT_CONNECTION_BUDGET: usize = 200;
+
+/// Samples every cluster's client connections (`pg_stat_activity`, its own
+/// excluded) every 50 ms on a connection of its own, keeping each peak.
+struct ConnectionSampler {
+    peaks: Arc<Vec<std::sync::atomic::AtomicI64>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ConnectionSampler {
+    async fn start(admin_url: &str, clusters: &[(String, u16)]) -> Result<Self, Error> {
+        let mut clients = Vec::new();
+        for (_, port) in clusters {
+            clients.push(admin_client(&admin_url_at(admin_url, *port, "postgres")).await?);
+        }
+        let peaks: Arc<Vec<_>> = Arc::new(
+            clusters
+                .iter()
+                .map(|_| std::sync::atomic::AtomicI64::new(0))
+                .collect(),
+        );
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let shared = peaks.clone();
+        let task = tokio::spawn(async move {
+            while !*stopped.borrow() {
+                for (i, client) in clients.iter().enumerate() {
+                    if let Ok(row) = client
+                        .query_one(
+                            "SELECT count(*) FROM pg_stat_activity
+                              WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+                            &[],
+                        )
+                        .await
+                    {
+                        shared[i].fetch_max(row.get(0), std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    _ = stopped.changed() => {}
+                }
+            }
+        });
+        Ok(ConnectionSampler { peaks, stop, task })
+    }
+
+    fn peaks(&self) -> Vec<i64> {
+        self.peaks
+            .iter()
+            .map(|p| p.load(std::sync::atomic::Ordering::Relaxed))
+            .collect()
+    }
+
+    async fn stop(self) -> Vec<i64> {
+        let peaks = self.peaks.clone();
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        peaks
+            .iter()
+            .map(|p| p.load(std::sync::atomic::Ordering::Relaxed))
+            .collect()
+    }
 }
 
 /// Functions as shipped: for each, its binary's size, the median of

@@ -211,15 +211,16 @@ pub fn scale(s: &Scale) -> String {
     let mut r = Lines::default();
     let batch = s.batch;
     r.line(format!(
-        "## Scale: {} projects in batches of {batch} (2 invocations per stage)",
-        s.projects
+        "## Scale: {} projects in batches of {batch} over {} clusters (2 invocations per stage)",
+        s.projects,
+        s.clusters.len()
     ));
     r.line("");
     r.line("| | ms per project |");
     r.line("|---|---:|");
     r.line(format!("| first {batch} | {:.1} |", s.first_batch_ms));
     r.line(format!(
-        "| last {batch} ({} tenant databases in the cluster) | {:.1} |",
+        "| last {batch} ({} tenant databases on the clusters) | {:.1} |",
         s.tenant_databases, s.last_batch_ms
     ));
     r.line(format!("| ratio last/first | {:.2} |", scale_ratio(s)));
@@ -227,6 +228,22 @@ pub fn scale(s: &Scale) -> String {
         "| disk per tenant database | {:.1} MiB |",
         s.tenant_database_bytes / 1048576.0
     ));
+    r.line("");
+    r.line(format!(
+        "Placement and connections per cluster: peak client connections (`pg_stat_activity`, sampled every 50 ms) during the first {batch}-project burst and during the whole run, against the template's default budget of {} per cluster (docs/connections.md; the local runner is not sized by it).",
+        s.connection_budget
+    ));
+    r.line("");
+    r.line(format!(
+        "| cluster | projects placed | tenant databases | peak, first {batch} | peak, run | budget |"
+    ));
+    r.line("|---|---:|---:|---:|---:|---:|");
+    for c in &s.clusters {
+        r.line(format!(
+            "| {} | {} | {} | {} | {} | {} |",
+            c.id, c.projects, c.databases, c.peak_first_batch, c.peak_run, s.connection_budget
+        ));
+    }
     r.line("");
     r.0
 }
@@ -326,8 +343,9 @@ pub fn targets(f: &Figures) -> String {
         verdict(worst.2 <= 64.0)
     ));
     r.line(format!(
-        "| last-100 <= 1.2x first-100 | {scale_ratio:.2}x | {} |",
-        verdict(scale_ratio <= 1.2)
+        "| last-{batch} <= 1.2x first-{batch} | {scale_ratio:.2}x | {} |",
+        verdict(scale_ratio <= 1.2),
+        batch = f.scale.batch
     ));
     r.0
 }
@@ -335,7 +353,7 @@ pub fn targets(f: &Figures) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::figures::{Function, PortUse, StageTimes, ThroughputRun};
+    use crate::figures::{ClusterUse, Function, PortUse, StageTimes, ThroughputRun};
     use chrono::{TimeZone, Utc};
     use local_dev::cpu::CpuUse;
 
@@ -437,6 +455,23 @@ mod tests {
                 last_batch_ms: 135.2,
                 tenant_databases: 1000,
                 tenant_database_bytes: 7.4 * 1048576.0,
+                clusters: vec![
+                    ClusterUse {
+                        id: "local-1".into(),
+                        projects: 500,
+                        databases: 500,
+                        peak_first_batch: 31,
+                        peak_run: 33,
+                    },
+                    ClusterUse {
+                        id: "local-2".into(),
+                        projects: 500,
+                        databases: 500,
+                        peak_first_batch: 9,
+                        peak_run: 10,
+                    },
+                ],
+                connection_budget: 200,
             },
             functions: Functions {
                 init_runs: 20,
@@ -495,7 +530,7 @@ mod tests {
                 "# Benchmark results",
                 "## Latency: 50 projects one after another (runner: 1 invocation per stage)",
                 "## Throughput: 100 projects submitted at once",
-                "## Scale: 1000 projects in batches of 100 (2 invocations per stage)",
+                "## Scale: 1000 projects in batches of 100 over 2 clusters (2 invocations per stage)",
                 "## Functions as shipped (release, x86_64, stripped): init = process start to first `next` request, median of 20",
                 "## Targets",
             ]
@@ -637,9 +672,16 @@ mod tests {
                 "| | ms per project |",
                 "|---|---:|",
                 "| first 100 | 182.6 |",
-                "| last 100 (1000 tenant databases in the cluster) | 135.2 |",
+                "| last 100 (1000 tenant databases on the clusters) | 135.2 |",
                 "| ratio last/first | 0.74 |",
                 "| disk per tenant database | 7.4 MiB |",
+                "",
+                "Placement and connections per cluster: peak client connections (`pg_stat_activity`, sampled every 50 ms) during the first 100-project burst and during the whole run, against the template's default budget of 200 per cluster (docs/connections.md; the local runner is not sized by it).",
+                "",
+                "| cluster | projects placed | tenant databases | peak, first 100 | peak, run | budget |",
+                "|---|---:|---:|---:|---:|---:|",
+                "| local-1 | 500 | 500 | 31 | 33 | 200 |",
+                "| local-2 | 500 | 500 | 9 | 10 | 200 |",
                 "",
             ]
         );
