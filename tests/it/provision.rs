@@ -380,6 +380,31 @@ async fn the_migrate_custom_resource_migrates_on_create_and_reports_to_cloudform
         tables.contains(&"projects".to_owned()) && tables.contains(&"schema_migrations".to_owned()),
         "{tables:?}"
     );
+    // The clusters of REGISTER_CLUSTERS were registered by Create, once: Update
+    // left them as they were (one row each, proven when Create ran).
+    assert!(
+        responses[0]["Reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("clusters registered: local-1, local-2"),
+        "{}",
+        responses[0]["Reason"]
+    );
+    assert!(
+        responses[1]["Reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("clusters registered: none"),
+        "{}",
+        responses[1]["Reason"]
+    );
+    let clusters = strings(
+        &migrated,
+        "SELECT id || ' ' || status || ' ' || (verified_at IS NOT NULL)::text
+           FROM control_plane.clusters ORDER BY 1",
+    )
+    .await;
+    assert_eq!(clusters, ["local-1 active true", "local-2 active true"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -341,6 +341,11 @@ pub async fn scale(
         }
         wait_ready(&s, &ids).await?;
         batch_ms.push(ms(started.elapsed()) / ids.len() as f64);
+        eprintln!(
+            "[scale] batch {}: {:.1} ms per project",
+            b + 1,
+            batch_ms[batch_ms.len() - 1]
+        );
         if b == 0 {
             first_batch_peaks = sampler.peaks();
         }
