@@ -313,13 +313,7 @@ async fn a_tenant_cluster_stopped_mid_burst_fails_only_its_projects_naming_it_an
         .await
         .unwrap();
     for id in &on_stopped {
-        let response = env
-            .post_json(
-                &format!("/projects/{id}/provisioning/retry"),
-                &serde_json::json!({}),
-                &[],
-            )
-            .await;
+        let response = env.retry(id).await;
         assert_eq!(response.status, 202, "{response:?}");
     }
     let running = env.runner.spawn(2);

@@ -246,13 +246,7 @@ async fn a_full_region_fails_clearly_and_the_retry_succeeds_on_a_cluster_added_l
         .all(|(_, databases, roles)| (*databases, *roles) == (0, 0)));
 
     register(&env, "eu-b", 2, 5).await;
-    let retried = env
-        .post_json(
-            &format!("/projects/{}/provisioning/retry", second.project_id),
-            &json!({}),
-            &[],
-        )
-        .await;
+    let retried = env.retry(second.project_id).await;
     assert_eq!(retried.status, 202, "{retried:?}");
     let report = env.settle(second.project_id).await;
     assert_ready(&report);
@@ -299,13 +293,7 @@ async fn a_projects_retries_and_its_operator_retry_stay_on_its_cluster() {
     let placed_on = failed.cluster.clone().expect("placed");
     set_cluster(&env, &placed_on, json!({ "capacity": 1 })).await;
 
-    let retried = env
-        .post_json(
-            &format!("/projects/{}/provisioning/retry", created.project_id),
-            &json!({}),
-            &[],
-        )
-        .await;
+    let retried = env.retry(created.project_id).await;
     assert_eq!(retried.status, 202, "{retried:?}");
     let report = env.settle(created.project_id).await;
     // The retry resumed at register-services (the stages before it skipped).

@@ -78,6 +78,17 @@ impl TestEnv {
         ApiResponse::read(response).await
     }
 
+    /// `POST /projects/{id}/provisioning/retry`, with no body.
+    pub async fn retry(&self, project_id: impl std::fmt::Display) -> ApiResponse {
+        self.call(
+            "POST",
+            &format!("/projects/{project_id}/provisioning/retry"),
+            &[],
+            b"",
+        )
+        .await
+    }
+
     /// POSTs a JSON body.
     pub async fn post_json(
         &self,

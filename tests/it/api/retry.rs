@@ -16,14 +16,7 @@ async fn retry_of_a_failed_project_resumes_from_the_failed_stage_and_reaches_rea
         ("failed", Some("register-services"))
     );
 
-    let response = env
-        .call(
-            "POST",
-            &format!("/projects/{}/provisioning/retry", created.project_id),
-            &[],
-            b"",
-        )
-        .await;
+    let response = env.retry(created.project_id).await;
     assert_eq!(response.status, 202, "{:?}", response.body);
     assert_response_documented("/projects/{id}/provisioning/retry", "post", &response);
     let resumed = response.body.unwrap();
@@ -72,13 +65,6 @@ async fn retry_of_a_failed_project_resumes_from_the_failed_stage_and_reaches_rea
         .await,
         2
     );
-    let second = env
-        .call(
-            "POST",
-            &format!("/projects/{}/provisioning/retry", created.project_id),
-            &[],
-            b"",
-        )
-        .await;
+    let second = env.retry(created.project_id).await;
     assert_eq!(second.status, 409);
 }

@@ -3,7 +3,6 @@
 use pipeline_tests::api::assert_response_documented;
 use pipeline_tests::*;
 use std::time::Duration;
-use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_project_is_listed_rekicked_by_the_sweeper_and_retryable_while_a_moving_one_is_not()
@@ -18,19 +17,7 @@ async fn a_stuck_project_is_listed_rekicked_by_the_sweeper_and_retryable_while_a
     let swept = env.create(&project("lost-then-swept")).await;
     let retried = env.create(&project("lost-then-retried")).await;
     assert_eq!(env.drain_queue("validate").await, 2);
-    let retry = |id: Uuid| {
-        let env = &env;
-        async move {
-            env.call(
-                "POST",
-                &format!("/projects/{id}/provisioning/retry"),
-                &[],
-                b"",
-            )
-            .await
-        }
-    };
-    let moving = retry(retried.project_id).await;
+    let moving = env.retry(retried.project_id).await;
     assert_eq!(moving.status, 409, "not stuck yet: {moving:?}");
 
     // Past the visibility timeout plus the margin, both are listed as stuck.
@@ -57,7 +44,7 @@ async fn a_stuck_project_is_listed_rekicked_by_the_sweeper_and_retryable_while_a
     );
 
     // The operator retries one; the sweeper re-kicks the other.
-    let accepted = retry(retried.project_id).await;
+    let accepted = env.retry(retried.project_id).await;
     assert_eq!(accepted.status, 202, "{accepted:?}");
     assert_response_documented("/projects/{id}/provisioning/retry", "post", &accepted);
     assert_eq!(accepted.body.as_ref().unwrap()["status"], "requested");
@@ -69,7 +56,7 @@ async fn a_stuck_project_is_listed_rekicked_by_the_sweeper_and_retryable_while_a
     let again = env.runner.sweeper().sweep().await.unwrap();
     assert_eq!(again.runs_rekicked, 0, "nothing stuck any more: {again:?}");
     assert_eq!(
-        retry(swept.project_id).await.status,
+        env.retry(swept.project_id).await.status,
         409,
         "ready is not retried"
     );
