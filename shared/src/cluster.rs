@@ -599,6 +599,8 @@ pub struct AdminPools {
     root_cert: Option<String>,
     size: usize,
     pools: Mutex<HashMap<String, Arc<PoolCell>>>,
+    /// One TLS connector per mode, built once per cold start.
+    connectors: Mutex<HashMap<TlsMode, crate::tls::MakeRustlsConnect>>,
 }
 
 impl AdminPools {
@@ -612,7 +614,20 @@ impl AdminPools {
             root_cert,
             size,
             pools: Mutex::new(HashMap::new()),
+            connectors: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The TLS connector for a cluster's mode (tenant and admin connections).
+    pub fn connector(&self, mode: TlsMode) -> Result<crate::tls::MakeRustlsConnect, StageError> {
+        let mut connectors = self.connectors.lock().expect("connectors lock");
+        if let Some(tls) = connectors.get(&mode) {
+            return Ok(tls.clone());
+        }
+        let tls = crate::tls::connector(mode, self.root_cert.as_deref())
+            .map_err(StageError::permanent)?;
+        connectors.insert(mode, tls.clone());
+        Ok(tls)
     }
 
     /// An admin connection to `cluster`. An offline or unreachable cluster is
@@ -662,8 +677,7 @@ impl AdminPools {
             })?;
         let admin = AdminCredentials::parse(&secret)
             .map_err(|e| e.context(format!("cluster {}", cluster.id)))?;
-        let tls = crate::tls::connector(cluster.tls_mode, self.root_cert.as_deref())
-            .map_err(StageError::permanent)?;
+        let tls = self.connector(cluster.tls_mode)?;
         let mut config = tokio_postgres::Config::new();
         config
             .host(&cluster.host)

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tokio_postgres::config::SslMode;
 pub use tokio_postgres_rustls::MakeRustlsConnect;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TlsMode {
     Disable,
     Prefer,

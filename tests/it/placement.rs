@@ -107,6 +107,23 @@ async fn one_on_each_cluster(env: &TestEnv, capacity: i64) -> (CreatedProject, C
     (placed.pop().unwrap(), second)
 }
 
+/// Registers eu-a (local-1) and eu-b (local-2) with the given capacities and
+/// creates `count` projects for the region (not yet provisioned).
+async fn create_on_two_clusters(
+    env: &TestEnv,
+    (a, b): (i64, i64),
+    name: &str,
+    count: usize,
+) -> Vec<CreatedProject> {
+    register(env, "eu-a", 1, a).await;
+    register(env, "eu-b", 2, b).await;
+    let mut created = Vec::new();
+    for i in 0..count {
+        created.push(env.create(&in_region(&format!("{name}-{i}"))).await);
+    }
+    created
+}
+
 /// Runs the validate stage of every project at once, on `instances`
 /// pipelines of their own (as that many function instances would).
 async fn validate_all_at_once(env: &TestEnv, created: &[CreatedProject], instances: usize) {
@@ -135,12 +152,7 @@ async fn validate_all_at_once(env: &TestEnv, created: &[CreatedProject], instanc
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forty_projects_over_two_equal_clusters_are_placed_evenly_and_provisioned_there() {
     let env = env().await;
-    register(&env, "eu-a", 1, 100).await;
-    register(&env, "eu-b", 2, 100).await;
-    let mut created = Vec::new();
-    for i in 0..40 {
-        created.push(env.create(&in_region(&format!("even-{i}"))).await);
-    }
+    let created = create_on_two_clusters(&env, (100, 100), "even", 40).await;
     let running = env.runner.spawn(4);
     for c in &created {
         let report = env
@@ -339,12 +351,7 @@ async fn tenants_on_two_clusters_cannot_reach_each_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_concurrent_placements_for_ten_free_slots_place_ten_and_fail_ten() {
     let env = env().await;
-    register(&env, "eu-a", 1, 6).await;
-    register(&env, "eu-b", 2, 4).await;
-    let mut created = Vec::new();
-    for i in 0..20 {
-        created.push(env.create(&in_region(&format!("race-{i}"))).await);
-    }
+    let created = create_on_two_clusters(&env, (6, 4), "race", 20).await;
     validate_all_at_once(&env, &created, 5).await;
 
     let (projects, placed) = spread(&env).await;

@@ -21,11 +21,7 @@ pub async fn run(ctx: &StageContext<'_>) -> Result<Ledger, StageError> {
     let credentials = DatabaseCredentials::parse(&secret)?;
     let cluster = ctx.project.placed_cluster()?;
     cluster.ensure_online()?;
-    let tls = crate::tls::connector(
-        cluster.tls_mode,
-        ctx.pipeline.settings.tls_root_cert.as_deref(),
-    )
-    .map_err(StageError::permanent)?;
+    let tls = ctx.pipeline.clusters.connector(cluster.tls_mode)?;
     let mut tenant = db::connect(&DbLogin {
         ssl_mode: cluster.tls_mode.ssl_mode(),
         tls: &tls,
