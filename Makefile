@@ -1,8 +1,12 @@
-.PHONY: demo test check build invoke template bench stack-up stack-down
+.PHONY: demo demo-lifecycle test check build invoke template bench stack-up stack-down
 
 # Provision the sample project end to end on the local stack.
 demo:
 	scripts/demo.sh
+
+# The sample project through suspend, resume, delete, restore, delete and purge.
+demo-lifecycle:
+	scripts/demo-lifecycle.sh
 
 # Every test against a fresh local stack: Rust unit + integration tests, every
 # function invoked with its sample event (cargo lambda watch), template checks.

@@ -7,7 +7,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 # shellcheck source=scripts/lambda-tools.sh
 source scripts/lambda-tools.sh
-functions=(validate create-database create-schema register-services generate-api-keys finalize dead-letter sweeper api migrate)
+functions=(validate create-database create-schema register-services generate-api-keys finalize access purge dead-letter sweeper reconciler api migrate)
 args=()
 for f in "${functions[@]}"; do args+=(--bin "$f"); done
 start=$(date +%s)

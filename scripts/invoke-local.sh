@@ -7,7 +7,10 @@
 #   - register-services: the failure listed for a poison message (its service
 #     answers 503, a retryable error);
 #   - dead-letter: the poison project ends failed; malformed body: acknowledged;
+#   - access and purge: a suspend of the ready project and a purge=now of the
+#     failed one through the API, each run's stages invoked with the run's ids;
 #   - sweeper: a sweep report with numeric outbox_resent and runs_rekicked;
+#   - reconciler: a report with orphan, missing and drift counts;
 #   - migrate: the custom resource reports SUCCESS to its response URL.
 # Uses the running stack (.local/env) or starts one and stops it at the end.
 set -euo pipefail
@@ -98,10 +101,31 @@ invoke register-services "$(with_ids events/sqs-register-services.json "$p2" "$r
 invoke dead-letter "$(with_ids events/sqs-dead-letter.json "$p2" "$r2" "$c2")" | check "dead-letter: acknowledged" "$no_failures"
 invoke api "$(with_ids events/api-get-project.json "$p2" - -)" \
   | check "api GET /projects/{id}: dead-lettered project is failed" 'json.loads(r["body"])["status"] == "failed"'
+start_run() { # api-event-file project description -> "run correlation"
+  local response
+  response=$(invoke api "$1")
+  echo "$response" | check "$3 answers 202" 'r["statusCode"] == 202'
+  python3 -c 'import json,sys; b=json.loads(json.loads(sys.argv[1])["body"]); print(b["run_id"], b["correlation_id"])' "$response"
+}
+read -r sr sc < <(start_run "$(with_ids events/api-suspend-project.json "$p1" - -)" "$p1" "api POST /projects/{id}/suspend")
+invoke access "$(with_ids events/sqs-access.json "$p1" "$sr" "$sc")" | check "access: the suspend run's message, no failures" "$no_failures"
+invoke api "$(with_ids events/api-get-project.json "$p1" - -)" \
+  | check "api GET /projects/{id}: suspended, its suspend run succeeded" \
+      'json.loads(r["body"])["status"] == "suspended" and json.loads(r["body"])["run"]["status"] == "succeeded"'
+sed 's/"rawQueryString": ""/"rawQueryString": "purge=now"/' events/api-delete-project.json > "$work/api-purge-now.json"
+read -r dr dc < <(start_run "$(with_ids "$work/api-purge-now.json" "$p2" - -)" "$p2" "api DELETE /projects/{id}?purge=now of the failed project")
+invoke access "$(with_ids events/sqs-access.json "$p2" "$dr" "$dc")" | check "access: the delete run's message, no failures" "$no_failures"
+invoke purge "$(with_ids events/sqs-purge.json "$p2" "$dr" "$dc")" | check "purge: the delete run's purge, no failures" "$no_failures"
+invoke api "$(with_ids events/api-get-project.json "$p2" - -)" \
+  | check "api GET /projects/{id}: the failed project is purged" 'json.loads(r["body"])["status"] == "purged"'
 invoke validate events/sqs-malformed.json | check "validate: malformed body acknowledged" "$no_failures"
 invoke sweeper events/scheduled-sweep.json \
   | check "sweeper: scheduled sweep reports what it re-sent and re-kicked" \
       'all(type(r.get(k)) is int and r[k] >= 0 for k in ("outbox_resent", "runs_rekicked"))'
+
+invoke reconciler events/scheduled-reconcile.json \
+  | check "reconciler: a report with orphan, missing and drift counts" \
+      'all(type(r[k]["databases"]) is int for k in ("orphans", "missing")) and type(r["drift"]) is int'
 
 sed "s#http://127.0.0.1:9/cloudformation-response#http://127.0.0.1:$stub_port/cloudformation-response#" \
   events/cfn-migrate-create.json > "$work/cfn.json"

@@ -2,7 +2,9 @@
 CloudFormation's response URL, used by scripts/invoke-local.sh.
 
 POST /<service>: 503 when the body's project_id is listed in the file named by
-argv[2] (one id per line), else 201 with an id and endpoint.
+argv[2] (one id per line), else 201 with an id and endpoint (also for
+POST /<service>/<project>/suspend and .../resume).
+DELETE /<service>/<project>: 204.
 PUT /cloudformation-response: records the body in argv[3] and answers 200.
 """
 import json
@@ -33,6 +35,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(reply)))
         self.end_headers()
         self.wfile.write(reply)
+
+    def do_DELETE(self):
+        self.send_response(204)
+        self.end_headers()
 
     def do_PUT(self):
         with open(CFN_LOG, "ab") as log:

@@ -88,6 +88,20 @@ impl SecretStore for TimedSecrets {
         self.1.add(started);
         result
     }
+
+    async fn delete(&self, name: &str, recovery_days: u32) -> Result<(), StageError> {
+        let started = Instant::now();
+        let result = self.0.delete(name, recovery_days).await;
+        self.1.add(started);
+        result
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StageError> {
+        let started = Instant::now();
+        let result = self.0.list(prefix).await;
+        self.1.add(started);
+        result
+    }
 }
 
 /// Times every call through a registrar port.
@@ -102,6 +116,34 @@ impl ServiceRegistrar for TimedRegistrar {
     async fn register(&self, request: &RegistrationRequest) -> Result<Registration, StageError> {
         let started = Instant::now();
         let result = self.0.register(request).await;
+        self.1.add(started);
+        result
+    }
+
+    async fn set_enabled(
+        &self,
+        service: provisioning::domain::Service,
+        project_id: Uuid,
+        enabled: bool,
+        correlation_id: Uuid,
+    ) -> Result<(), StageError> {
+        let started = Instant::now();
+        let result = self
+            .0
+            .set_enabled(service, project_id, enabled, correlation_id)
+            .await;
+        self.1.add(started);
+        result
+    }
+
+    async fn deregister(
+        &self,
+        service: provisioning::domain::Service,
+        project_id: Uuid,
+        correlation_id: Uuid,
+    ) -> Result<(), StageError> {
+        let started = Instant::now();
+        let result = self.0.deregister(service, project_id, correlation_id).await;
         self.1.add(started);
         result
     }

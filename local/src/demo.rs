@@ -1,5 +1,7 @@
-//! The demo: create a sample project through `POST /projects` and follow it
-//! through `GET /projects/{id}`, printing each stage as it completes.
+//! The demos: create a sample project through `POST /projects` and follow it
+//! through `GET /projects/{id}`, printing each stage as it completes; and
+//! (`make demo-lifecycle`) carry it on through suspend, resume, delete,
+//! restore, delete and the purge, each run's stages printed the same way.
 
 use provisioning::report::ProjectReport;
 use std::collections::HashSet;
@@ -16,23 +18,41 @@ pub async fn follow(
     timeout: Duration,
     out: &mut impl Write,
 ) -> Result<ProjectReport, String> {
+    follow_until(client, base_url, project_id, timeout, None, out, |r| {
+        r.status == "ready" || r.status == "failed"
+    })
+    .await
+}
+
+/// Follows a project until `done` holds for its report, printing each stage
+/// of its current run as it completes (whichever run that is, except `shown_run`,
+/// already printed).
+pub async fn follow_until(
+    client: &reqwest::Client,
+    base_url: &str,
+    project_id: Uuid,
+    timeout: Duration,
+    shown_run: Option<Uuid>,
+    out: &mut impl Write,
+    done: impl Fn(&ProjectReport) -> bool,
+) -> Result<ProjectReport, String> {
     let started = Instant::now();
-    let mut shown: HashSet<(String, String, i32)> = HashSet::new();
+    let mut shown: HashSet<(Option<Uuid>, String, String, i32)> = HashSet::new();
     loop {
-        let response = client
-            .get(format!("{base_url}/projects/{project_id}"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !response.status().is_success() {
-            return Err(format!(
-                "GET /projects/{project_id}: HTTP {}",
-                response.status()
-            ));
-        }
-        let report: ProjectReport = response.json().await.map_err(|e| e.to_string())?;
-        for stage in &report.timeline {
-            let key = (stage.stage.clone(), stage.status.clone(), stage.attempts);
+        let report = get_report(client, base_url, project_id).await?;
+        let run = report.run.as_ref().map(|r| r.id);
+        let timeline = if run.is_some() && run == shown_run {
+            &[][..]
+        } else {
+            &report.timeline[..]
+        };
+        for stage in timeline {
+            let key = (
+                run,
+                stage.stage.clone(),
+                stage.status.clone(),
+                stage.attempts,
+            );
             if shown.contains(&key) {
                 continue;
             }
@@ -57,7 +77,7 @@ pub async fn follow(
             shown.insert(key);
             let _ = writeln!(out, "{line}");
         }
-        if report.status == "ready" || report.status == "failed" {
+        if done(&report) {
             return Ok(report);
         }
         if started.elapsed() > timeout {
@@ -68,6 +88,92 @@ pub async fn follow(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+async fn get_report(
+    client: &reqwest::Client,
+    base_url: &str,
+    project_id: Uuid,
+) -> Result<ProjectReport, String> {
+    let response = client
+        .get(format!("{base_url}/projects/{project_id}"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!(
+            "GET /projects/{project_id}: HTTP {}",
+            response.status()
+        ));
+    }
+    response.json().await.map_err(|e| e.to_string())
+}
+
+/// The lifecycle demo's operations, in order, on a ready project: each starts
+/// a run, followed to its end. The last delete is purged by the sweeper once
+/// the recovery window (set short for the demo) has passed.
+pub const LIFECYCLE: [(&str, &str); 5] = [
+    ("POST", "suspend"),
+    ("POST", "resume"),
+    ("DELETE", ""),
+    ("POST", "restore"),
+    ("DELETE", ""),
+];
+
+/// Starts one operation over the API and follows its run to its end.
+pub async fn operate(
+    client: &reqwest::Client,
+    base_url: &str,
+    project_id: Uuid,
+    (method, operation): (&str, &str),
+    out: &mut impl Write,
+) -> Result<ProjectReport, String> {
+    let target = if operation.is_empty() {
+        format!("{base_url}/projects/{project_id}")
+    } else {
+        format!("{base_url}/projects/{project_id}/{operation}")
+    };
+    let method: reqwest::Method = method.parse().map_err(|e| format!("{e}"))?;
+    let response = client
+        .request(method.clone(), &target)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
+    let _ = writeln!(
+        out,
+        "\n{method} {} -> {status}: {} run {}, project {}{}",
+        target.trim_start_matches(base_url),
+        body["kind"].as_str().unwrap_or("?"),
+        body["run_number"],
+        body["status"].as_str().unwrap_or("?"),
+        body["purge_after"]
+            .as_str()
+            .map(|t| format!(", purged after {t}"))
+            .unwrap_or_default()
+    );
+    if !status.is_success() {
+        return Err(format!("{method} {target}: {status} {body}"));
+    }
+    let run_id: Uuid = body["run_id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or("no run_id in the answer")?;
+    follow_until(
+        client,
+        base_url,
+        project_id,
+        Duration::from_secs(60),
+        None,
+        out,
+        |r| {
+            r.run
+                .as_ref()
+                .is_some_and(|run| run.id != run_id || run.status != "running")
+        },
+    )
+    .await
 }
 
 /// Prints what the operator gets: never a key or password, only names and ids.

@@ -206,7 +206,8 @@ pub struct VerifiedKey {
 }
 
 /// Verifies a presented key: checksum first (no database hit for a typo), then
-/// the active, unexpired row's scrypt hash, compared in constant time.
+/// the active (not revoked, not suspended), unexpired row's scrypt hash,
+/// compared in constant time.
 pub async fn verify_key(
     db: &impl GenericClient,
     plaintext: &str,
@@ -217,7 +218,8 @@ pub async fn verify_key(
     let Some(row) = db
         .query_opt(
             "SELECT project_id, key_hash, scopes FROM control_plane.api_keys
-              WHERE id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
+              WHERE id = $1 AND revoked_at IS NULL AND suspended_at IS NULL
+                AND (expires_at IS NULL OR expires_at > now())",
             &[&parsed.id],
         )
         .await?

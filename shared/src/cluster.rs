@@ -45,6 +45,22 @@ pub struct Cluster {
     pub updated_at: String,
 }
 
+impl Cluster {
+    /// What the stages and the reconciler connect with.
+    pub fn to_ref(&self) -> Result<ClusterRef, StageError> {
+        Ok(ClusterRef {
+            id: self.id.clone(),
+            host: self.host.clone(),
+            port: self.port,
+            tls_mode: TlsMode::parse(&self.tls_mode).ok_or_else(|| {
+                StageError::permanent(format!("cluster tls_mode '{}'", self.tls_mode))
+            })?,
+            admin_secret_arn: self.admin_secret_arn.clone(),
+            status: self.status,
+        })
+    }
+}
+
 const CLUSTER_COLUMNS: &str = "id, region, host, port, admin_secret_arn, tls_mode, capacity,
      placed, status, to_char(verified_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
      to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";

@@ -52,6 +52,18 @@ pub struct Settings {
     /// `OUTBOX_RESEND_AFTER_MS` (default 5000): an outbox row unsent for this
     /// long is re-sent by the sweeper.
     pub outbox_resend_after: Duration,
+    /// `RECOVERY_WINDOW_SECONDS` (default 7 days): how long a deleted project
+    /// can be restored before the sweeper purges it; 0 purges at once.
+    pub recovery_window: Duration,
+    /// `SECRET_RECOVERY_DAYS` (default 0): the purge deletes a project's
+    /// secrets at once (0) or with this Secrets Manager recovery window (7 to 30).
+    pub secret_recovery_days: u32,
+    /// `ORPHAN_GRACE_SECONDS` (default 1 day): how long the reconciler leaves an
+    /// orphan alone before purging it.
+    pub orphan_grace: Duration,
+    /// `AUTO_PURGE_ORPHANS` (default true): whether the reconciler purges orphans
+    /// (of purged or never-existing projects) past their grace period.
+    pub auto_purge_orphans: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +159,31 @@ impl Settings {
                 "OUTBOX_RESEND_AFTER_MS",
                 5_000,
             )?),
+            recovery_window: Duration::from_secs(parse_or(
+                &get,
+                "RECOVERY_WINDOW_SECONDS",
+                7 * 24 * 3600,
+            )?),
+            secret_recovery_days: match parse_or(&get, "SECRET_RECOVERY_DAYS", 0)? {
+                days @ (0 | 7..=30) => days,
+                _ => {
+                    return Err(ConfigError {
+                        var: "SECRET_RECOVERY_DAYS",
+                        problem: "must be 0 (delete at once) or from 7 to 30".into(),
+                    })
+                }
+            },
+            orphan_grace: Duration::from_secs(parse_or(&get, "ORPHAN_GRACE_SECONDS", 24 * 3600)?),
+            auto_purge_orphans: match get("AUTO_PURGE_ORPHANS").as_deref() {
+                None | Some("true") => true,
+                Some("false") => false,
+                Some(other) => {
+                    return Err(ConfigError {
+                        var: "AUTO_PURGE_ORPHANS",
+                        problem: format!("'{other}' is not true or false"),
+                    })
+                }
+            },
         })
     }
 

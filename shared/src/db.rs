@@ -31,6 +31,7 @@ pub const CONTROL_PLANE_MIGRATIONS: &[Migration] = &[
     migration!(1, "control_plane", "0001_init.sql"),
     migration!(2, "control_plane", "0002_outbox.sql"),
     migration!(3, "control_plane", "0003_clusters.sql"),
+    migration!(4, "control_plane", "0004_lifecycle.sql"),
 ];
 
 /// Tenant schema, applied to each tenant database by create-schema.

@@ -1,12 +1,14 @@
 //! The vocabulary of the pipeline: stages, the message that chains them, and the
 //! request that creates a project. Free of AWS and Postgres types.
 
+use crate::status::ProjectStatus;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 use uuid::Uuid;
 
-/// The provisioning stages in pipeline order. Each owns one queue and one function.
+/// Every stage. Each owns one queue and one function; a run's stages are
+/// those of its kind (`RunKind::stages`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Stage {
@@ -16,10 +18,30 @@ pub enum Stage {
     RegisterServices,
     GenerateApiKeys,
     Finalize,
+    /// Makes a project's access match its status: on when ready, off
+    /// (role `NOLOGIN`, sessions ended, keys suspended, services disabled)
+    /// when suspended or deleted. The one stage that alters tenant roles.
+    Access,
+    /// Removes everything a project created and marks it purged. The one
+    /// stage that deletes secrets.
+    Purge,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 6] = [
+    /// Every stage, in the order of their queues and functions.
+    pub const ALL: [Stage; 8] = [
+        Stage::Validate,
+        Stage::CreateDatabase,
+        Stage::CreateSchema,
+        Stage::RegisterServices,
+        Stage::GenerateApiKeys,
+        Stage::Finalize,
+        Stage::Access,
+        Stage::Purge,
+    ];
+
+    /// The provisioning stages in pipeline order.
+    pub const PROVISION: [Stage; 6] = [
         Stage::Validate,
         Stage::CreateDatabase,
         Stage::CreateSchema,
@@ -37,21 +59,16 @@ impl Stage {
             Stage::RegisterServices => "register-services",
             Stage::GenerateApiKeys => "generate-api-keys",
             Stage::Finalize => "finalize",
+            Stage::Access => "access",
+            Stage::Purge => "purge",
         }
     }
 
-    /// Position in the pipeline, starting at 1.
-    pub fn position(self) -> i32 {
-        Stage::ALL.iter().position(|s| *s == self).expect("listed") as i32 + 1
-    }
-
+    /// The provisioning stage after this one (None after finalize and for the
+    /// lifecycle stages, whose successor depends on their run).
     pub fn next(self) -> Option<Stage> {
-        Stage::ALL.get(self.position() as usize).copied()
-    }
-
-    pub fn previous(self) -> Option<Stage> {
-        let index = self.position() as usize - 1;
-        index.checked_sub(1).map(|i| Stage::ALL[i])
+        let i = Stage::PROVISION.iter().position(|s| *s == self)?;
+        Stage::PROVISION.get(i + 1).copied()
     }
 
     /// Name of the stage's queue, appended to the deployment's queue prefix.
@@ -84,6 +101,91 @@ impl FromStr for Stage {
 #[derive(Debug, thiserror::Error)]
 #[error("unknown stage '{0}'")]
 pub struct UnknownStage(pub String);
+
+/// What a run does to its project: each operation of the lifecycle is a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    Provision,
+    Suspend,
+    Resume,
+    Delete,
+    Restore,
+    Purge,
+}
+
+impl RunKind {
+    pub const ALL: [RunKind; 6] = [
+        RunKind::Provision,
+        RunKind::Suspend,
+        RunKind::Resume,
+        RunKind::Delete,
+        RunKind::Restore,
+        RunKind::Purge,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Provision => "provision",
+            RunKind::Suspend => "suspend",
+            RunKind::Resume => "resume",
+            RunKind::Delete => "delete",
+            RunKind::Restore => "restore",
+            RunKind::Purge => "purge",
+        }
+    }
+
+    /// The stages of a run of this kind, in order. A delete whose recovery
+    /// window is 0 purges in the same run (`purge_at_once`).
+    pub fn stages(self, purge_at_once: bool) -> &'static [Stage] {
+        match self {
+            RunKind::Provision => &Stage::PROVISION,
+            RunKind::Suspend | RunKind::Resume | RunKind::Restore => &[Stage::Access],
+            RunKind::Delete if purge_at_once => &[Stage::Access, Stage::Purge],
+            RunKind::Delete => &[Stage::Access],
+            RunKind::Purge => &[Stage::Purge],
+        }
+    }
+
+    /// The project statuses in which a run of this kind may change the
+    /// project: the status its start set (or, for provisioning, moves through).
+    /// A message of a run whose project is in any other status changes nothing.
+    pub fn acts_on(self, status: ProjectStatus) -> bool {
+        use ProjectStatus::*;
+        match self {
+            RunKind::Provision => matches!(status, Requested | Provisioning),
+            RunKind::Suspend => status == Suspended,
+            RunKind::Resume => status == Ready,
+            RunKind::Delete => status == Deleted,
+            RunKind::Restore => matches!(status, Ready | Suspended),
+            // A purged project may be purged again: the reconciler's way to
+            // remove what a purge left behind.
+            RunKind::Purge => matches!(status, Deleted | Purged),
+        }
+    }
+}
+
+impl fmt::Display for RunKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunKind {
+    type Err = UnknownRunKind;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RunKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| UnknownRunKind(s.to_owned()))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown run kind '{0}': must be one of provision, suspend, resume, delete, restore, purge"
+)]
+pub struct UnknownRunKind(pub String);
 
 /// The body of every stage queue message: identifiers only, never config or secrets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -275,6 +377,22 @@ pub struct TenantNames {
 }
 
 impl TenantNames {
+    /// The comment on a tenant database and role that says whose they are:
+    /// the project and the deployment (its secret prefix, unique per stack),
+    /// so that stacks sharing a cluster never touch each other's objects. The
+    /// purge and the reconciler touch no object without it.
+    pub fn ownership_marker(project_id: Uuid, deployment: &str) -> String {
+        format!("provisioning project {project_id} of {deployment}")
+    }
+
+    /// The project an ownership comment of `deployment` names, if it is one.
+    pub fn owner_in_marker(comment: &str, deployment: &str) -> Option<Uuid> {
+        let (id, of) = comment
+            .strip_prefix("provisioning project ")?
+            .split_once(" of ")?;
+        (of == deployment).then(|| id.parse().ok())?
+    }
+
     pub fn for_project(project_id: Uuid) -> TenantNames {
         let hex = project_id.simple().to_string();
         TenantNames {
@@ -297,10 +415,28 @@ mod tests {
         while let Some(next) = chain.last().unwrap().next() {
             chain.push(next);
         }
-        assert_eq!(chain, Stage::ALL.to_vec());
+        assert_eq!(chain, Stage::PROVISION.to_vec());
+        assert_eq!(RunKind::Provision.stages(false), chain);
         assert_eq!(Stage::Finalize.next(), None);
-        assert_eq!(Stage::Validate.previous(), None);
-        assert_eq!(Stage::CreateSchema.previous(), Some(Stage::CreateDatabase));
+        assert_eq!(Stage::Access.next(), None);
+    }
+
+    #[test]
+    fn every_lifecycle_run_ends_at_its_stage_and_acts_on_its_own_status_only() {
+        use ProjectStatus::*;
+        assert_eq!(RunKind::Delete.stages(false), [Stage::Access]);
+        assert_eq!(RunKind::Delete.stages(true), [Stage::Access, Stage::Purge]);
+        assert_eq!(RunKind::Purge.stages(false), [Stage::Purge]);
+        for kind in RunKind::ALL {
+            assert_eq!(kind.as_str().parse::<RunKind>(), Ok(kind));
+            // every stage of every run has a queue
+            assert!(kind.stages(true).iter().all(|s| Stage::ALL.contains(s)));
+        }
+        assert!(RunKind::Suspend.acts_on(Suspended) && !RunKind::Suspend.acts_on(Ready));
+        assert!(!RunKind::Resume.acts_on(Deleted));
+        assert!(!RunKind::Provision.acts_on(Deleted));
+        assert!(!RunKind::Delete.acts_on(Purged));
+        assert!("remove".parse::<RunKind>().is_err());
     }
 
     #[test]
@@ -332,6 +468,24 @@ mod tests {
         assert_eq!(err.project_id, None);
         let err = StageMessage::parse(r#"{"project_id":"nope"}"#).unwrap_err();
         assert_eq!(err.project_id, None);
+    }
+
+    #[test]
+    fn an_ownership_marker_names_its_project_for_its_own_deployment_only() {
+        let id = Uuid::new_v4();
+        let marker = TenantNames::ownership_marker(id, "stack-a/projects");
+        assert_eq!(
+            TenantNames::owner_in_marker(&marker, "stack-a/projects"),
+            Some(id)
+        );
+        assert_eq!(
+            TenantNames::owner_in_marker(&marker, "stack-b/projects"),
+            None
+        );
+        assert_eq!(
+            TenantNames::owner_in_marker("a comment", "stack-a/projects"),
+            None
+        );
     }
 
     #[test]

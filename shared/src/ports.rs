@@ -35,6 +35,13 @@ pub trait SecretStore: Send + Sync {
         request_token: Uuid,
         value: &SecretString,
     ) -> Result<(), StageError>;
+    /// Deletes the secret: at once when `recovery_days` is 0, else after that
+    /// many days (Secrets Manager allows 7 to 30). A secret that is already
+    /// gone or scheduled for deletion counts as deleted.
+    async fn delete(&self, name: &str, recovery_days: u32) -> Result<(), StageError>;
+    /// The names of every secret whose name starts with `prefix` (secrets
+    /// scheduled for deletion are not listed).
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StageError>;
 }
 
 /// Creates the secret from `make`, or reads it back when it already exists.
@@ -90,6 +97,21 @@ pub trait ServiceRegistrar: Send + Sync {
     /// Whether the service has a registration endpoint configured.
     fn is_configured(&self, service: Service) -> bool;
     async fn register(&self, request: &RegistrationRequest) -> Result<Registration, StageError>;
+    /// Enables (resume) or disables (suspend) the project's registration.
+    async fn set_enabled(
+        &self,
+        service: Service,
+        project_id: Uuid,
+        enabled: bool,
+        correlation_id: Uuid,
+    ) -> Result<(), StageError>;
+    /// Removes the project's registration; one already gone counts as removed.
+    async fn deregister(
+        &self,
+        service: Service,
+        project_id: Uuid,
+        correlation_id: Uuid,
+    ) -> Result<(), StageError>;
 }
 
 #[cfg(test)]
@@ -120,6 +142,12 @@ mod tests {
         }
         async fn put(&self, _: &str, _: Uuid, _: &SecretString) -> Result<(), StageError> {
             unreachable!("get_or_create_secret never overwrites")
+        }
+        async fn delete(&self, _: &str, _: u32) -> Result<(), StageError> {
+            unreachable!("get_or_create_secret never deletes")
+        }
+        async fn list(&self, _: &str) -> Result<Vec<String>, StageError> {
+            unreachable!("get_or_create_secret never lists")
         }
     }
 
@@ -170,6 +198,12 @@ mod tests {
             }
             async fn put(&self, _: &str, _: Uuid, _: &SecretString) -> Result<(), StageError> {
                 Ok(())
+            }
+            async fn delete(&self, _: &str, _: u32) -> Result<(), StageError> {
+                Ok(())
+            }
+            async fn list(&self, _: &str) -> Result<Vec<String>, StageError> {
+                Ok(Vec::new())
             }
         }
         let error = get_or_create_secret(&Refusing, "s", Uuid::nil(), || {

@@ -1,7 +1,7 @@
 //! Creating a project and starting (or resuming) its provisioning: the one
 //! function the HTTP API and the local demo both call.
 
-use crate::domain::{NewProject, Stage, StageMessage};
+use crate::domain::{NewProject, RunKind, Stage, StageMessage};
 use crate::error::StageError;
 use crate::idempotency::{self, Binding};
 use crate::keys;
@@ -198,7 +198,19 @@ pub async fn create_project_keyed(
         }
         .into());
     }
-    insert_run(&tx, project_id, run_id, 1, Stage::Validate, correlation_id).await?;
+    insert_run(
+        &tx,
+        NewRun {
+            project_id,
+            run_id,
+            run_number: 1,
+            kind: RunKind::Provision,
+            stages: &Stage::PROVISION,
+            start: Stage::Validate,
+            correlation_id,
+        },
+    )
+    .await?;
     crate::store::audit(
         &tx,
         project_id,
@@ -227,25 +239,44 @@ pub async fn create_project_keyed(
 /// The fault point between a create's commit and the send of its message.
 pub const AFTER_CREATE_COMMIT: &str = "create:after-commit";
 
-/// Inserts a run and its stage rows in one statement; stages before `start`
-/// are skipped.
+/// A run to insert: its kind, stages and the stage it starts at.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRun<'a> {
+    pub project_id: Uuid,
+    pub run_id: Uuid,
+    pub run_number: i32,
+    pub kind: RunKind,
+    pub stages: &'a [Stage],
+    /// Stages before this one are skipped (an operator's retry).
+    pub start: Stage,
+    pub correlation_id: Uuid,
+}
+
+/// Inserts a run and its stage rows in one statement.
 pub async fn insert_run(
     tx: &impl deadpool_postgres::GenericClient,
-    project_id: Uuid,
-    run_id: Uuid,
-    run_number: i32,
-    start: Stage,
-    correlation_id: Uuid,
+    run: NewRun<'_>,
 ) -> Result<(), StageError> {
-    let stages: Vec<&str> = Stage::ALL.iter().map(|s| s.as_str()).collect();
+    let stages: Vec<&str> = run.stages.iter().map(|s| s.as_str()).collect();
+    let start = run.stages.iter().position(|s| *s == run.start).unwrap_or(0) as i64 + 1;
     tx.execute(
         "WITH r AS (
-            INSERT INTO control_plane.provisioning_runs (id, project_id, run_number, status, start_stage, correlation_id)
-            VALUES ($1, $2, $3, 'running', $4, $5))
+            INSERT INTO control_plane.provisioning_runs
+                   (id, project_id, run_number, status, start_stage, correlation_id, kind)
+            VALUES ($1, $2, $3, 'running', $4, $5, $8))
          INSERT INTO control_plane.provisioning_stages (run_id, stage, position, status)
          SELECT $1, s.stage, s.position, CASE WHEN s.position < $6 THEN 'skipped' ELSE 'pending' END
            FROM unnest($7::text[]) WITH ORDINALITY AS s(stage, position)",
-        &[&run_id, &project_id, &run_number, &start.as_str(), &correlation_id, &i64::from(start.position()), &stages],
+        &[
+            &run.run_id,
+            &run.project_id,
+            &run.run_number,
+            &run.start.as_str(),
+            &run.correlation_id,
+            &start,
+            &stages,
+            &run.kind.as_str(),
+        ],
     )
     .await?;
     Ok(())
@@ -314,15 +345,18 @@ pub struct ResumedProject {
     pub run_number: i32,
     pub correlation_id: Uuid,
     pub status: &'static str,
+    pub kind: RunKind,
     pub resume_from: Stage,
 }
 
-/// Resumes a project as a new run, from the stage where the last one stopped:
-/// a failed project from its failed stage, a stuck one (requested or
-/// provisioning, its run without progress for longer than the visibility
-/// timeout plus a margin) from its current stage. Stages before it are
-/// skipped; messages of the old run are ignored from now on. A project whose
-/// run is moving, or that is not being provisioned, is refused.
+/// Retries a project's last run as a new run of the same kind, from the stage
+/// where it stopped: a failed provisioning from its failed stage (the project
+/// becomes provisioning again), a failed lifecycle run from its failed stage
+/// (the project keeps its status), and a stuck run of any kind (running, no
+/// progress for longer than the visibility timeout plus a margin) from its
+/// current stage. Stages before it are skipped; messages of the old run are
+/// ignored from now on. A project whose run is moving, or whose last run
+/// succeeded, is refused.
 pub async fn resume_project(
     pipeline: &Pipeline,
     project_id: Uuid,
@@ -339,10 +373,13 @@ pub async fn resume_project(
                                      (SELECT max(updated_at) FROM control_plane.provisioning_stages WHERE run_id = r.id))
                               < now() - make_interval(secs => $2),
                             (SELECT stage FROM control_plane.provisioning_stages
-                              WHERE run_id = r.id AND status NOT IN ('succeeded', 'failed', 'skipped')
+                              WHERE run_id = r.id AND status NOT IN ('succeeded', 'skipped')
                               ORDER BY position LIMIT 1),
                             (SELECT coalesce(max(run_number), 0) + 1 FROM control_plane.provisioning_runs
-                              WHERE project_id = p.id)
+                              WHERE project_id = p.id),
+                            coalesce(r.kind, 'provision'),
+                            (SELECT array_agg(stage ORDER BY position) FROM control_plane.provisioning_stages
+                              WHERE run_id = r.id)
                        FROM control_plane.projects p
                        LEFT JOIN control_plane.provisioning_runs r ON r.id = p.current_run_id
                       WHERE p.id = $1",
@@ -355,34 +392,52 @@ pub async fn resume_project(
             };
             let status: ProjectStatus = crate::store::parse_status(row.get(0))?;
             let run_status: Option<&str> = row.get(2);
-            let stalled: Option<bool> = row.get(3);
-            let stage_named = |column: usize| {
+            let stalled = row.get::<_, Option<bool>>(3) == Some(true);
+            let stopped = run_status != Some("running") || stalled;
+            let kind: RunKind = row
+                .get::<_, &str>(6)
+                .parse()
+                .map_err(|e: crate::domain::UnknownRunKind| StageError::permanent(e.to_string()))?;
+            let stage_named = |column: usize, default: Stage| {
                 row.get::<_, Option<String>>(column)
                     .and_then(|s| s.parse().ok())
-                    .unwrap_or(Stage::Validate)
+                    .unwrap_or(default)
             };
-            let start = match status {
-                ProjectStatus::Failed => stage_named(1),
-                s if s.is_provisioning() && (run_status != Some("running") || stalled == Some(true)) => {
-                    stage_named(4)
+            let (start, to) = match (kind, status) {
+                (RunKind::Provision, ProjectStatus::Failed) => {
+                    (stage_named(1, Stage::Validate), ProjectStatus::Provisioning)
                 }
-                s if s.is_provisioning() => {
+                (RunKind::Provision, s) if s.is_provisioning() && stopped => {
+                    (stage_named(4, Stage::Validate), s)
+                }
+                (k, s)
+                    if k != RunKind::Provision
+                        && k.acts_on(s)
+                        && (run_status == Some("failed") || (run_status == Some("running") && stalled)) =>
+                {
+                    (stage_named(4, k.stages(false)[0]), s)
+                }
+                (k, s) if run_status == Some("running") => {
                     return Err(ResumeError::Refused(format!(
-                        "project is {s} and its run is moving: only failed or stuck projects can be retried"
+                        "project is {s} and its {k} run is moving: only failed or stuck runs can be retried"
                     )))
                 }
-                s => {
+                (_, s) => {
                     return Err(ResumeError::Refused(format!(
-                        "project is {s}: only failed or stuck projects can be retried"
+                        "project is {s}: only failed or stuck runs can be retried"
                     )))
                 }
-            };
-            let to = if status == ProjectStatus::Failed {
-                ProjectStatus::Provisioning
-            } else {
-                status
             };
             debug_assert!(to == status || status.can_become(to));
+            let stages: Vec<Stage> = match kind {
+                RunKind::Provision => Stage::PROVISION.to_vec(),
+                _ => row
+                    .get::<_, Option<Vec<String>>>(7)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|s| s.parse().ok())
+                    .collect(),
+            };
             let run_number: i32 = row.get(5);
             let run_id = Uuid::new_v4();
             let correlation_id = correlation_id.unwrap_or_else(Uuid::new_v4);
@@ -394,21 +449,44 @@ pub async fn resume_project(
             )
             .await
             .map_err(StageError::from)?;
-            insert_run(&tx, project_id, run_id, run_number, start, correlation_id).await?;
+            insert_run(
+                &tx,
+                NewRun {
+                    project_id,
+                    run_id,
+                    run_number,
+                    kind,
+                    stages: &stages,
+                    start,
+                    correlation_id,
+                },
+            )
+            .await?;
+            let (failed_stage, last_error) = if kind == RunKind::Provision {
+                ("NULL", "NULL")
+            } else {
+                ("failed_stage", "last_error")
+            };
             tx.execute(
-                "UPDATE control_plane.projects
-                    SET status = $3, current_run_id = $2, current_stage = $4, failed_stage = NULL,
-                        last_error = NULL, updated_at = now()
-                  WHERE id = $1 AND status = $5",
+                &format!(
+                    "UPDATE control_plane.projects
+                        SET status = $3, current_run_id = $2, current_stage = $4, failed_stage = {failed_stage},
+                            last_error = {last_error}, updated_at = now()
+                      WHERE id = $1 AND status = $5"
+                ),
                 &[&project_id, &run_id, &to.as_str(), &start.as_str(), &status.as_str()],
             )
             .await
             .map_err(StageError::from)?;
+            let action = match kind {
+                RunKind::Provision => "provisioning.retried".to_owned(),
+                k => format!("{k}.retried"),
+            };
             crate::store::audit(
                 &tx,
                 project_id,
                 Some(run_id),
-                "provisioning.retried",
+                &action,
                 "api",
                 serde_json::json!({ "resume_from": start, "run_number": run_number, "was": status }),
             )
@@ -430,6 +508,7 @@ pub async fn resume_project(
                 run_number,
                 correlation_id,
                 status: to.as_str(),
+                kind,
                 resume_from: start,
             })
         })

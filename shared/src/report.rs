@@ -21,6 +21,10 @@ pub struct ProjectReport {
     pub created_at: DateTime<Utc>,
     pub ready_at: Option<DateTime<Utc>>,
     pub provisioning_ms: Option<i64>,
+    /// A deleted project: when it was deleted and when it is purged.
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub purge_after: Option<DateTime<Utc>>,
+    pub purged_at: Option<DateTime<Utc>>,
     pub run: Option<RunReport>,
     pub timeline: Vec<StageReport>,
     pub resources: Resources,
@@ -30,6 +34,7 @@ pub struct ProjectReport {
 pub struct RunReport {
     pub id: Uuid,
     pub number: i32,
+    pub kind: String,
     pub status: String,
     pub start_stage: String,
     pub correlation_id: Uuid,
@@ -81,7 +86,7 @@ pub async fn load_project_report(
     let Some(p) = db
         .query_opt(
             "SELECT id, name, region, status, current_stage, failed_stage, last_error, created_at, ready_at,
-                    provisioning_ms, current_run_id, cluster_id
+                    provisioning_ms, current_run_id, cluster_id, deleted_at, purge_after, purged_at
                FROM control_plane.projects WHERE id = $1",
             &[&id],
         )
@@ -93,11 +98,11 @@ pub async fn load_project_report(
     let run = match run_id {
         Some(run_id) => db
             .query_opt(
-                "SELECT id, run_number, status, start_stage, correlation_id FROM control_plane.provisioning_runs WHERE id = $1",
+                "SELECT id, run_number, status, start_stage, correlation_id, kind FROM control_plane.provisioning_runs WHERE id = $1",
                 &[&run_id],
             )
             .await?
-            .map(|r| RunReport { id: r.get(0), number: r.get(1), status: r.get(2), start_stage: r.get(3), correlation_id: r.get(4) }),
+            .map(|r| RunReport { id: r.get(0), number: r.get(1), kind: r.get(5), status: r.get(2), start_stage: r.get(3), correlation_id: r.get(4) }),
         None => None,
     };
     let timeline = db
@@ -180,6 +185,9 @@ pub async fn load_project_report(
         created_at: p.get(7),
         ready_at: p.get(8),
         provisioning_ms: p.get(9),
+        deleted_at: p.get(12),
+        purge_after: p.get(13),
+        purged_at: p.get(14),
         run,
         timeline,
         resources,
@@ -193,6 +201,7 @@ pub struct JobSummary {
     pub project_id: Uuid,
     pub project_name: String,
     pub run_number: i32,
+    pub kind: String,
     pub status: String,
     pub start_stage: String,
     pub current_stage: Option<String>,
@@ -228,10 +237,12 @@ impl JobCursor {
     }
 }
 
-/// Runs newest first, keyset-paged so pages stay stable while runs are added.
+/// Runs newest first, keyset-paged so pages stay stable while runs are added,
+/// optionally only those of one status and one kind.
 pub async fn list_jobs(
     db: &impl GenericClient,
     status: Option<&str>,
+    kind: Option<&str>,
     limit: i64,
     after: Option<JobCursor>,
 ) -> Result<JobPage, StageError> {
@@ -244,16 +255,17 @@ pub async fn list_jobs(
                       WHERE s.run_id = r.id AND s.status NOT IN ('pending', 'skipped')
                       ORDER BY s.position DESC LIMIT 1),
                     r.created_at, r.finished_at,
-                    (extract(epoch FROM r.created_at) * 1000000)::bigint AS micros
+                    (extract(epoch FROM r.created_at) * 1000000)::bigint AS micros, r.kind
                FROM control_plane.provisioning_runs r
                JOIN control_plane.projects p ON p.id = r.project_id
               WHERE ($1::text IS NULL OR r.status = $1)
+                AND ($5::text IS NULL OR r.kind = $5)
                 AND ($2::bigint IS NULL
                      OR (extract(epoch FROM r.created_at) * 1000000)::bigint < $2
                      OR ((extract(epoch FROM r.created_at) * 1000000)::bigint = $2 AND r.id < $3))
               ORDER BY micros DESC, r.id DESC
               LIMIT $4",
-            &[&status, &after_micros, &after_id, &(limit + 1)],
+            &[&status, &after_micros, &after_id, &(limit + 1), &kind],
         )
         .await?;
     let more = rows.len() as i64 > limit;
@@ -276,6 +288,7 @@ pub async fn list_jobs(
             project_id: r.get(1),
             project_name: r.get(2),
             run_number: r.get(3),
+            kind: r.get(10),
             status: r.get(4),
             start_stage: r.get(5),
             current_stage: r.get(6),

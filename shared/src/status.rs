@@ -96,6 +96,9 @@ status_enum! {
         (Ready, Deleted),
         (Suspended, Deleted),
         (Failed, Deleted),
+        // deleted while being provisioned: the provisioning run is cancelled
+        (Requested, Deleted),
+        (Provisioning, Deleted),
         // restore within the recovery window
         (Deleted, Ready),
         (Deleted, Suspended),
@@ -110,8 +113,11 @@ status_enum! {
         Running => "running",
         Succeeded => "succeeded",
         Failed => "failed",
+        // superseded by a later operation (a delete during provisioning): its
+        // messages change nothing any more
+        Cancelled => "cancelled",
     },
-    transitions: [(Running, Succeeded), (Running, Failed)]
+    transitions: [(Running, Succeeded), (Running, Failed), (Running, Cancelled)]
 }
 
 status_enum! {
@@ -211,6 +217,9 @@ mod tests {
         assert!(!Ready.can_become(Failed));
         assert!(!Purged.can_become(Ready));
         assert!(!Ready.can_become(Provisioning));
+        assert!(Provisioning.can_become(Deleted));
+        assert!(!Purged.can_become(Deleted));
+        assert_eq!(Purged.sources(), ["deleted"]);
         assert_eq!(Failed.sources(), ["requested", "provisioning"]);
         assert_eq!(Ready.sources(), ["provisioning", "suspended", "deleted"]);
     }

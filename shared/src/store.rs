@@ -4,7 +4,7 @@
 //! an update whose row is not in an allowed source status changes nothing.
 
 use crate::cluster::ClusterRef;
-use crate::domain::{ServiceSelection, Stage, StageMessage};
+use crate::domain::{RunKind, ServiceSelection, Stage, StageMessage};
 use crate::error::StageError;
 use crate::status::{ProjectStatus, RunStatus, StageStatus};
 use deadpool_postgres::GenericClient;
@@ -115,6 +115,7 @@ pub struct StageRow {
 pub struct RunView {
     pub project: ProjectRecord,
     pub run_project_id: Uuid,
+    pub run_kind: RunKind,
     pub run_status: RunStatus,
     pub stages: Vec<StageRow>,
 }
@@ -122,6 +123,12 @@ pub struct RunView {
 impl RunView {
     pub fn stage(&self, stage: Stage) -> Option<&StageRow> {
         self.stages.iter().find(|s| s.stage == stage)
+    }
+
+    /// The stage after `stage` in this run; None after its last.
+    pub fn next_stage(&self, stage: Stage) -> Option<Stage> {
+        let i = self.stages.iter().position(|s| s.stage == stage)?;
+        self.stages.get(i + 1).map(|s| s.stage)
     }
 
     /// The first stage of the run that has not finished.
@@ -140,6 +147,7 @@ pub async fn load_run_view(
         .query_opt(
             &format!(
                 "SELECT {PROJECT_COLUMNS}, r.project_id AS run_project_id, r.status AS run_status,
+                        r.kind AS run_kind,
                         (SELECT json_agg(json_build_array(s.stage, s.status, s.attempts, s.last_error)
                                          ORDER BY s.position)
                            FROM control_plane.provisioning_stages s WHERE s.run_id = r.id) AS stages
@@ -163,6 +171,10 @@ pub async fn load_run_view(
     Ok(Some(RunView {
         project: project_from_row(&row)?,
         run_project_id: row.get("run_project_id"),
+        run_kind: row
+            .get::<_, &str>("run_kind")
+            .parse()
+            .map_err(|e: crate::domain::UnknownRunKind| StageError::permanent(e.to_string()))?,
         run_status: parse_status(row.get("run_status"))?,
         stages,
     }))
@@ -311,11 +323,13 @@ pub async fn transition_project(
     Ok(changed > 0)
 }
 
-/// Fails the stage, its run and the project in one statement, keeping the
-/// error for the API and the dead-letter report. Only an open stage of the
-/// project's current, running run can fail it; anything else changes nothing
-/// and returns None. `attempts` raises the recorded count (receives that could
-/// not be written). Returns the stage's attempts.
+/// Fails the stage and its run in one statement, keeping the error for the
+/// API and the dead-letter report; a provisioning run fails its project too
+/// (a failed lifecycle run leaves the project's status as its start set it,
+/// and the operator retries the run). Only an open stage of the project's
+/// current, running run can be failed; anything else changes nothing and
+/// returns None. `attempts` raises the recorded count (receives that could not
+/// be written). Returns the stage's attempts.
 pub async fn record_failure(
     db: &impl GenericClient,
     msg: &StageMessage,
@@ -332,18 +346,20 @@ pub async fn record_failure(
                       FROM control_plane.provisioning_runs r, control_plane.projects p
                      WHERE st.run_id = $1 AND st.stage = $2 AND st.status = ANY($6)
                        AND r.id = st.run_id AND r.status = 'running'
-                       AND p.id = $4 AND p.current_run_id = r.id AND p.status = ANY($7)
-                 RETURNING st.attempts),
+                       AND p.id = $4 AND p.current_run_id = r.id
+                       AND (r.kind <> 'provision' OR p.status = ANY($7))
+                 RETURNING st.attempts, r.kind),
                  r AS (
                     UPDATE control_plane.provisioning_runs SET status = 'failed', finished_at = now()
                      WHERE id = $1 AND EXISTS (SELECT 1 FROM s)),
                  p AS (
                     UPDATE control_plane.projects
                        SET status = 'failed', failed_stage = $2, last_error = $3, current_stage = $2, updated_at = now()
-                     WHERE id = $4 AND EXISTS (SELECT 1 FROM s)),
+                     WHERE id = $4 AND EXISTS (SELECT 1 FROM s WHERE kind = 'provision')),
                  a AS (
                     INSERT INTO control_plane.audit_log (project_id, run_id, action, actor, details)
-                    SELECT $4, $1, 'provisioning.failed', $8::text,
+                    SELECT $4, $1, CASE WHEN s.kind = 'provision' THEN 'provisioning' ELSE s.kind END || '.failed',
+                           $8::text,
                            jsonb_build_object('stage', $2::text, 'attempts', s.attempts, 'error', $3::text,
                                               'correlation_id', $9::uuid)
                       FROM s)
@@ -420,6 +436,78 @@ pub async fn finish_run_ready(
     Ok(())
 }
 
+/// Closes a lifecycle run that reached its end, with an audit entry
+/// (`<kind>.succeeded`), once however often this runs.
+pub async fn finish_run(
+    db: &impl GenericClient,
+    msg: &StageMessage,
+    kind: RunKind,
+) -> Result<(), StageError> {
+    db.execute(
+        "WITH r AS (
+            UPDATE control_plane.provisioning_runs r SET status = 'succeeded', finished_at = now()
+              FROM control_plane.projects p
+             WHERE r.id = $2 AND r.status = ANY($3) AND p.id = $1 AND p.current_run_id = r.id
+         RETURNING extract(epoch FROM now() - r.created_at) * 1000 AS ms)
+         INSERT INTO control_plane.audit_log (project_id, run_id, action, actor, details)
+         SELECT $1, $2, $4 || '.succeeded', $5::text,
+                jsonb_build_object('duration_ms', r.ms::bigint, 'correlation_id', $6::uuid)
+           FROM r",
+        &[
+            &msg.project_id,
+            &msg.run_id,
+            &RunStatus::Succeeded.sources(),
+            &kind.as_str(),
+            &msg.stage.as_str(),
+            &msg.correlation_id,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Turns the project's keys and service rows on or off (the access stage's
+/// commit): a suspended key stops verifying without being revoked.
+pub async fn set_access(
+    db: &impl GenericClient,
+    project_id: Uuid,
+    on: bool,
+) -> Result<(), StageError> {
+    db.execute(
+        "WITH k AS (
+            UPDATE control_plane.api_keys
+               SET suspended_at = CASE WHEN $2 THEN NULL ELSE coalesce(suspended_at, now()) END
+             WHERE project_id = $1 AND (suspended_at IS NULL) = NOT $2)
+         UPDATE control_plane.project_services
+            SET status = CASE WHEN $2 THEN 'active' ELSE 'disabled' END, updated_at = now()
+          WHERE project_id = $1 AND status <> CASE WHEN $2 THEN 'active' ELSE 'disabled' END",
+        &[&project_id, &on],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The purge stage's commit: the key rows, service rows and resource ledger
+/// go, the project becomes purged and its cluster slot is freed (once: only
+/// the change from deleted frees it). The project row, runs and audit stay.
+pub async fn forget_project(db: &impl GenericClient, project_id: Uuid) -> Result<(), StageError> {
+    db.execute(
+        "WITH k AS (DELETE FROM control_plane.api_keys WHERE project_id = $1),
+              s AS (DELETE FROM control_plane.project_services WHERE project_id = $1),
+              r AS (DELETE FROM control_plane.project_resources WHERE project_id = $1),
+              p AS (
+                UPDATE control_plane.projects
+                   SET status = 'purged', purged_at = now(), updated_at = now()
+                 WHERE id = $1 AND status = ANY($2)
+             RETURNING cluster_id)
+         UPDATE control_plane.clusters c SET placed = greatest(c.placed - 1, 0), updated_at = now()
+           FROM p WHERE c.id = p.cluster_id",
+        &[&project_id, &ProjectStatus::Purged.sources()],
+    )
+    .await?;
+    Ok(())
+}
+
 pub async fn audit(
     db: &impl GenericClient,
     project_id: Uuid,
@@ -478,7 +566,7 @@ pub async fn record_resources(
     Ok(())
 }
 
-/// Runs still running on a project being provisioned whose last progress (the
+/// Runs still running (of any kind) that are their project's current run, whose last progress (the
 /// run's start or any stage row's update) is older than `$1` seconds, oldest
 /// first, at most `$2`: their current stage, idle time and kicks. With
 /// `skip_recently_kicked`, runs the sweeper kicked within `$1` are left out.
@@ -499,7 +587,7 @@ pub fn stalled_runs_sql(skip_recently_kicked: bool) -> String {
                 r.kicks
            FROM control_plane.provisioning_runs r
            JOIN control_plane.projects p ON p.current_run_id = r.id
-          WHERE r.status = 'running' AND p.status IN ('requested', 'provisioning')
+          WHERE r.status = 'running'
             AND greatest(r.created_at,
                     (SELECT max(s.updated_at) FROM control_plane.provisioning_stages s WHERE s.run_id = r.id))
                 < now() - make_interval(secs => $1)

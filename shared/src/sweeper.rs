@@ -5,6 +5,8 @@
 //!   than the visibility timeout plus a margin, by writing that stage's message
 //!   to the outbox (with the kick, in one statement) and relaying it; stages
 //!   treat a duplicate as harmless;
+//! - starts the purge of every deleted project whose recovery window has ended
+//!   (`lifecycle::Operation::PurgeDue`, one transaction per project);
 //! - deletes outbox rows sent more than a week ago.
 //!
 //! Each sweep logs one JSON line with its counts, and one per run re-kicked.
@@ -12,6 +14,7 @@
 //! and a row sent twice is a duplicate the stages ignore.
 
 use crate::error::StageError;
+use crate::lifecycle::{self, LifecycleError, Operation};
 use crate::outbox::{self, Pending};
 use crate::pipeline::Pipeline;
 use crate::store;
@@ -36,6 +39,8 @@ pub struct SweepReport {
     pub runs_rekicked: usize,
     /// Sent outbox rows deleted.
     pub outbox_pruned: u64,
+    /// Deleted projects whose purge was started.
+    pub purges_started: usize,
 }
 
 #[derive(Clone)]
@@ -69,17 +74,44 @@ impl Sweeper {
         let resent = outbox::relay(&db, &*self.pipeline.queue, &unsent).await?;
         let kicked = kick_stalled_runs(&db, settings.stalled_after()).await?;
         let rekicked = outbox::relay(&db, &*self.pipeline.queue, &kicked).await?;
+        let due = lifecycle::purges_due(&db, BATCH).await?;
+        // Starting a purge takes the project's lock on a connection of its
+        // own: this one is given back first (no hold-and-wait).
+        let outbox_pruned = outbox::prune_sent(&db, KEEP_SENT).await?;
+        drop(db);
+        let mut purges_started = 0;
+        for project_id in due {
+            match lifecycle::start(
+                &self.pipeline,
+                project_id,
+                Operation::PurgeDue,
+                None,
+                "sweeper",
+            )
+            .await
+            {
+                Ok(_) => purges_started += 1,
+                // Restored or purged meanwhile.
+                Err(LifecycleError::Refused(why)) => {
+                    tracing::info!(%project_id, why, "purge not started")
+                }
+                Err(LifecycleError::NotFound) => {}
+                Err(LifecycleError::Unavailable(e)) => return Err(e),
+            }
+        }
         let report = SweepReport {
             outbox_resent: resent,
             outbox_failed: unsent.len() - resent,
             runs_rekicked: rekicked,
-            outbox_pruned: outbox::prune_sent(&db, KEEP_SENT).await?,
+            outbox_pruned,
+            purges_started,
         };
         tracing::info!(
             outbox_resent = report.outbox_resent,
             outbox_failed = report.outbox_failed,
             runs_rekicked = report.runs_rekicked,
             outbox_pruned = report.outbox_pruned,
+            purges_started = report.purges_started,
             "sweep"
         );
         Ok(report)

@@ -9,6 +9,7 @@
 //! control-plane pool) is written down here.
 
 use crate::template::template;
+use provisioning::Stage;
 use serde_yaml::Value;
 use std::collections::BTreeMap;
 
@@ -30,14 +31,23 @@ enum Extra {
     One,
 }
 
-const PER_CLUSTER: [(&str, Extra); 3] = [
-    // An admin pool of P per cluster (one admin connection per message in flight).
+const PER_CLUSTER: [(&str, Extra); 6] = [
+    // An admin pool of P per cluster (one admin connection per message in flight):
+    // create-database creates the tenant's database and role, access switches the
+    // role's LOGIN and ends its sessions, purge drops both.
     ("CreateDatabaseFunction", Extra::Pool),
+    ("AccessFunction", Extra::Pool),
+    ("PurgeFunction", Extra::Pool),
     // One tenant connection per message in flight (at most BATCH_CONCURRENCY <= P).
     ("CreateSchemaFunction", Extra::Pool),
     // One connection while POST /admin/clusters proves a cluster's credentials.
     ("ApiFunction", Extra::One),
+    // The reconciler reads every cluster through its admin pool, one pass at a time.
+    ("ReconcilerFunction", Extra::Pool),
 ];
+
+/// The functions on a schedule, one instance each (reserved concurrency 1).
+const SCHEDULED: [&str; 2] = ["SweeperFunction", "ReconcilerFunction"];
 
 /// The migrations custom resource's handler: run by the deploy, one
 /// control-plane connection and one to the cluster it registers.
@@ -280,8 +290,32 @@ fn breakdown(shares: &[Share]) -> String {
         .join("\n")
 }
 
+/// The formula's counts: S stages (a function and a DLQ each, as the code
+/// lists them; tests/it/template.rs holds the template's loops to the same
+/// list) and X stage functions that open up to P more connections per
+/// instance on the cluster.
+fn stages_and_extra_pools() -> (u64, u64) {
+    let stages = Stage::ALL.len() as u64;
+    let pools = PER_CLUSTER
+        .iter()
+        .filter(|(id, extra)| matches!(extra, Extra::Pool) && !SCHEDULED.contains(id))
+        .count() as u64;
+    (stages, pools)
+}
+
+/// The scheduled functions (C, one instance each) and how many of them open
+/// an admin pool (R).
+fn scheduled() -> (u64, u64) {
+    let with_pool = PER_CLUSTER
+        .iter()
+        .filter(|(id, extra)| matches!(extra, Extra::Pool) && SCHEDULED.contains(id))
+        .count() as u64;
+    (SCHEDULED.len() as u64, with_pool)
+}
+
 /// docs/connections.md's formula, from the tier's row of the mapping:
-/// P × (6M + 6D + 1 + A) + 2 × P × M + A + 2.
+/// P × (S·M + S·D + C + A) + X × P × M + R × P + A + 2 (S = 8, C = 2, X = 4,
+/// R = 1 today).
 fn formula(t: &Value, tier: &str) -> u64 {
     let row = |key: &str| count(t, tier, &t["Mappings"][MAPPING][tier][key], key);
     let p = row("DbPoolSize").max(row("BatchConcurrency"));
@@ -290,7 +324,9 @@ fn formula(t: &Value, tier: &str) -> u64 {
         row("DeadLetterConcurrency"),
         row("ApiConcurrency"),
     );
-    p * (6 * m + 6 * d + 1 + a) + 2 * p * m + a + 2
+    let (s, x) = stages_and_extra_pools();
+    let (c, r) = scheduled();
+    p * (s * m + s * d + c + a) + x * p * m + r * p + a + 2
 }
 
 #[test]
@@ -417,6 +453,20 @@ fn docs_connections_md_gives_every_tiers_figures_as_the_template_does() {
                 );
             }
         }
+    }
+
+    // The formula as the doc writes it, with today's counts.
+    let (s, x) = stages_and_extra_pools();
+    let (c, r) = scheduled();
+    for term in [
+        format!("worst = P × ({s}M + {s}D + {c} + A)"),
+        format!("+ {x} × P × M"),
+        format!("+ {r} × P"),
+    ] {
+        assert!(
+            doc.contains(&term),
+            "docs/connections.md's formula should read '{term}'"
+        );
     }
 
     // The before/after list gives the default tier's figure.

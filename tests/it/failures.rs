@@ -352,7 +352,8 @@ async fn stray_messages_on_every_queue_change_nothing_of_a_ready_a_failed_or_a_p
         ],
     )
     .await;
-    assert_eq!(sent, 87, "strays sent");
+    // five per stage and project (four on its queue, one on its DLQ), less the moving one's own work
+    assert_eq!(sent, 3 * Stage::ALL.len() * 5 - 3, "strays sent");
     env.drain(&env.runner, Duration::from_secs(60)).await;
 
     for (p, before) in projects.iter().zip(before) {

@@ -32,7 +32,7 @@ fn attempts(report: &provisioning::report::ProjectReport) -> Vec<(String, i32)> 
 }
 
 fn all_once() -> Vec<(String, i32)> {
-    Stage::ALL
+    Stage::PROVISION
         .iter()
         .map(|s| (s.as_str().to_owned(), 1))
         .collect()
@@ -109,7 +109,7 @@ async fn a_crash_before_every_acknowledgement_recovers_with_no_duplicate() {
     let created = env.create(&project("crashy")).await;
 
     // Every stage does its work and "crashes" before deleting its message.
-    for stage in Stage::ALL {
+    for stage in Stage::PROVISION {
         crash_after_handling(&env.runner, stage.queue_name()).await;
     }
     assert_eq!(env.report(created.project_id).await.status, "ready");
@@ -186,7 +186,7 @@ async fn the_same_stage_run_by_two_workers_at_once_does_its_work_once() {
     worker_b.batch_size = 1;
     let created = env.create(&project("contended")).await;
 
-    for stage in Stage::ALL {
+    for stage in Stage::PROVISION {
         let queue = stage.queue_name();
         let copies = two_or_more_copies(&env, queue).await;
         let (first, rest) = copies.split_at(1);
@@ -245,16 +245,6 @@ async fn two_projects_provisioned_concurrently_each_get_their_own_database() {
 /// Runs the runner until `point` is reached for the project, then stops it
 /// there: the handler's future is dropped as a killed process would be (its
 /// connection closed, its lock released, its message not acknowledged).
-async fn crash_at(env: &TestEnv, project_id: Uuid, point: &'static str) {
-    let reached = provisioning::fault::arm(project_id, point);
-    let running = env.runner.spawn(1);
-    tokio::time::timeout(Duration::from_secs(60), reached)
-        .await
-        .unwrap_or_else(|_| panic!("{point} was not reached"))
-        .expect("armed");
-    running.stop().await;
-}
-
 /// The ledger of a ready project with every service: one row per tenant object.
 async fn assert_complete_ledger(env: &TestEnv, project_id: Uuid) {
     let rows = strings(
@@ -285,7 +275,7 @@ async fn assert_complete_ledger(env: &TestEnv, project_id: Uuid) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_each_stages_side_effects_and_its_commit_is_finished_once_by_the_redelivery(
 ) {
-    let cases = Stage::ALL.map(|stage| async move {
+    let cases = Stage::PROVISION.map(|stage| async move {
         let server = registration_endpoint(Service::Auth, 200, None).await;
         let env = env_with_service(Service::Auth, &server).await;
         let created = env.create(&project(&format!("crash-{stage}"))).await;

@@ -302,3 +302,56 @@ async fn with_sslmode_require_every_pipeline_connection_is_encrypted() {
         "verify-full failed for another reason than the certificate: {err}"
     );
 }
+
+/// The shared crate's sources, (path relative to shared/src, text).
+fn shared_sources() -> Vec<(String, String)> {
+    fn walk(dir: &std::path::Path, root: &std::path::Path, out: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, root, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let name = path.strip_prefix(root).unwrap().display().to_string();
+                out.push((name, std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/src"));
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    assert!(out.len() > 20, "the shared crate's sources were found");
+    out
+}
+
+/// IAM cannot tell one Postgres statement from another, so the rules "only
+/// the access stage alters tenant roles" and "only the purge stage deletes
+/// secrets" are held here, on the code: which files issue `ALTER ROLE` and
+/// `DROP ROLE`, and which call a secret store's `delete`.
+#[test]
+fn only_the_access_stage_alters_tenant_roles_and_only_the_purge_stage_deletes_secrets() {
+    let files_with = |needle: &str| -> Vec<String> {
+        let mut found: Vec<String> = shared_sources()
+            .into_iter()
+            .filter(|(_, text)| {
+                let code: String = text
+                    .lines()
+                    .map(|l| l.split("//").next().unwrap())
+                    .collect::<String>()
+                    .split_whitespace()
+                    .collect();
+                code.contains(needle)
+            })
+            .map(|(name, _)| name)
+            .collect();
+        found.sort();
+        found
+    };
+    // create-database makes the role (and brings it to its password on a retry).
+    assert_eq!(
+        files_with("ALTERROLE"),
+        ["stages/access.rs", "stages/create_database.rs"]
+    );
+    assert_eq!(files_with("DROPROLE"), ["stages/purge.rs"]);
+    assert_eq!(files_with("DROPDATABASE"), ["stages/purge.rs"]);
+    assert_eq!(files_with("secrets.delete("), ["stages/purge.rs"]);
+}

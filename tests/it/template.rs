@@ -358,18 +358,36 @@ fn every_function_binary_of_the_workspace_is_deployed_on_provided_al2023() {
     assert_eq!(binaries, expected);
 }
 
+/// Actions that support no resource-level permissions (the service
+/// authorisation reference lists no resource type for them): a statement of
+/// these alone may only be written with `Resource: '*'`.
+const UNSCOPABLE_ACTIONS: [&str; 1] = ["secretsmanager:ListSecrets"];
+
 #[test]
 fn no_policy_statement_grants_every_resource() {
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap();
-    for (n, line) in text.lines().enumerate() {
-        let code = line.split('#').next().unwrap();
+    let lines: Vec<&str> = text.lines().map(|l| l.split('#').next().unwrap()).collect();
+    let mut unscopable = 0;
+    for (n, code) in lines.iter().enumerate() {
+        if !(code.contains("Resource:") && (code.contains("'*'") || code.contains("\"*\""))) {
+            continue;
+        }
+        // The statement's Action, written on one line just before its Resource.
+        let action = lines[..n]
+            .iter()
+            .rev()
+            .take(3)
+            .find_map(|l| l.trim().strip_prefix("Action:"))
+            .map(str::trim);
         assert!(
-            !(code.contains("Resource:") && (code.contains("'*'") || code.contains("\"*\""))),
-            "line {}: Resource '*'",
+            action.is_some_and(|a| UNSCOPABLE_ACTIONS.contains(&a)),
+            "line {}: Resource '*' for {action:?}, which can be scoped",
             n + 1
         );
+        unscopable += 1;
     }
+    assert_eq!(unscopable, 1, "the reconciler's ListSecrets");
 }
 
 /// The stage's logical-id prefix: "create-database" -> "CreateDatabase".
@@ -533,6 +551,215 @@ fn the_stage_loops_expand_to_every_stages_queues_event_sources_log_groups_and_al
                 tagged(&t["Outputs"][format!("{id}{output}").as_str()]["Value"]),
                 reference(format!("{id}{queue}"))
             );
+        }
+    }
+}
+
+/// The `!GetAtt` targets of a function's SAM policy templates of one kind
+/// (`SQSPollerPolicy`, `SQSSendMessagePolicy`): "ValidateQueue.QueueName", ...
+fn policy_template_queues(function: &Value, kind: &str) -> Vec<String> {
+    function["Properties"]["Policies"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(|policy| policy.get(kind))
+        .map(|p| match tagged(&p["QueueName"]) {
+            (tag, Value::String(target)) if tag == "!GetAtt" => target,
+            other => panic!("{kind}: QueueName {other:?} is not a !GetAtt"),
+        })
+        .collect()
+}
+
+/// The inline statements of a function's policies (`- Statement: [...]`).
+fn statements(function: &Value) -> Vec<&Value> {
+    function["Properties"]["Policies"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(|policy| policy.get("Statement").and_then(Value::as_sequence))
+        .flatten()
+        .collect()
+}
+
+/// A scalar or a list of them, as IAM writes Action and Resource.
+fn one_or_many(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Sequence(items) => items.clone(),
+        Value::Null => Vec::new(),
+        other => vec![other.clone()],
+    }
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[test]
+fn each_stage_polls_its_own_queue_and_the_sweeper_api_and_dead_letter_reach_every_stage() {
+    let t = template();
+    let r = &t["Resources"];
+    let ids: Vec<String> = Stage::ALL.into_iter().map(logical_id_prefix).collect();
+    let every = |suffix: &str| sorted(ids.iter().map(|id| format!("{id}{suffix}")).collect());
+
+    for id in &ids {
+        assert_eq!(
+            policy_template_queues(&r[format!("{id}Function").as_str()], "SQSPollerPolicy"),
+            [format!("{id}Queue.QueueName")],
+            "{id}Function polls its own queue and no other"
+        );
+    }
+    // The sweeper re-kicks a run at whichever stage it stopped, and starts purges.
+    assert_eq!(
+        sorted(policy_template_queues(
+            &r["SweeperFunction"],
+            "SQSSendMessagePolicy"
+        )),
+        every("Queue.QueueName"),
+        "SweeperFunction sends to every stage queue"
+    );
+    // The API starts provisioning and lifecycle runs and retries any stage.
+    let api = statements(&r["ApiFunction"]);
+    let send = api
+        .iter()
+        .find(|s| s["Sid"].as_str() == Some("SendToEveryStage"))
+        .expect("ApiFunction has a SendToEveryStage statement");
+    let targets = one_or_many(&send["Resource"])
+        .iter()
+        .map(|v| match tagged(v) {
+            (tag, Value::String(target)) if tag == "!GetAtt" => target,
+            other => panic!("SendToEveryStage: {other:?} is not a !GetAtt"),
+        })
+        .collect();
+    assert_eq!(sorted(targets), every("Queue.Arn"));
+    // The dead-letter function drains every DLQ.
+    assert_eq!(
+        sorted(policy_template_queues(
+            &r["DeadLetterFunction"],
+            "SQSPollerPolicy"
+        )),
+        every("DeadLetterQueue.QueueName"),
+        "DeadLetterFunction polls every DLQ"
+    );
+}
+
+#[test]
+fn only_the_purge_function_may_delete_secrets_and_only_a_projects_own() {
+    let t = template();
+    let mut deleters = Vec::new();
+    for (id, function) in resources_of_type(&t, "AWS::Serverless::Function") {
+        for statement in statements(function) {
+            let actions = one_or_many(&statement["Action"]);
+            let deletes = actions.iter().any(|a| {
+                let a = a.as_str().unwrap_or_default().to_ascii_lowercase();
+                a == "*" || a == "secretsmanager:*" || a == "secretsmanager:deletesecret"
+            });
+            if !deletes {
+                continue;
+            }
+            deleters.push(id);
+            assert_eq!(statement["Effect"].as_str(), Some("Allow"), "{id}");
+            assert_eq!(
+                actions,
+                [Value::String("secretsmanager:DeleteSecret".into())],
+                "{id}: DeleteSecret only"
+            );
+            let project = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${ResourcePrefix}/projects/";
+            for resource in one_or_many(&statement["Resource"]) {
+                let (tag, arn) = tagged(&resource);
+                let arn = arn.as_str().unwrap_or_default().to_owned();
+                assert!(
+                    tag == "!Sub" && arn.starts_with(project) && arn.len() > project.len(),
+                    "{id}: DeleteSecret on {arn}, not only on per-project secrets"
+                );
+            }
+        }
+    }
+    assert_eq!(deleters, ["PurgeFunction"]);
+}
+
+#[test]
+fn the_recovery_windows_reach_the_code_as_it_reads_them() {
+    let t = template();
+    const DAY: u64 = 24 * 3600;
+
+    // RecoveryWindowDays -> RECOVERY_WINDOW_SECONDS, through a mapping (no
+    // arithmetic in CloudFormation): one row per allowed value, days x 86400.
+    let days = &t["Parameters"]["RecoveryWindowDays"];
+    assert_eq!(days["Type"].as_str(), Some("String"), "a mapping key");
+    let allowed: Vec<&str> = days["AllowedValues"]
+        .as_sequence()
+        .expect("RecoveryWindowDays lists its AllowedValues")
+        .iter()
+        .map(|v| v.as_str().expect("quoted: a String parameter"))
+        .collect();
+    assert!(allowed.contains(&days["Default"].as_str().unwrap()));
+    assert!(allowed.contains(&"0"), "0 purges at once");
+    let rows = t["Mappings"]["RecoveryWindow"].as_mapping().unwrap();
+    assert_eq!(rows.len(), allowed.len(), "a mapping row per allowed value");
+    for value in &allowed {
+        let n: u64 = value.parse().unwrap();
+        assert_eq!(
+            rows[*value]["Seconds"].as_u64(),
+            Some(n * DAY),
+            "RecoveryWindow/{value}"
+        );
+    }
+    let variable = &t["Globals"]["Function"]["Environment"]["Variables"]["RECOVERY_WINDOW_SECONDS"];
+    let (tag, arguments) = tagged(variable);
+    assert_eq!(tag, "!FindInMap");
+    assert_eq!(arguments[0].as_str(), Some("RecoveryWindow"));
+    assert_eq!(
+        tagged(&arguments[1]),
+        ("!Ref".into(), "RecoveryWindowDays".into())
+    );
+    assert_eq!(arguments[2].as_str(), Some("Seconds"));
+
+    // SecretRecoveryDays -> the purge's SECRET_RECOVERY_DAYS: 0 (at once) or
+    // Secrets Manager's 7..=30, as the code accepts.
+    let secret_days = &t["Parameters"]["SecretRecoveryDays"];
+    assert_eq!(secret_days["Default"].as_u64(), Some(0));
+    for value in secret_days["AllowedValues"].as_sequence().unwrap() {
+        let n = value.as_u64().expect("a number");
+        assert!(n == 0 || (7..=30).contains(&n), "SecretRecoveryDays {n}");
+    }
+    assert_eq!(
+        tagged(
+            &t["Resources"]["PurgeFunction"]["Properties"]["Environment"]["Variables"]
+                ["SECRET_RECOVERY_DAYS"]
+        ),
+        ("!Ref".into(), "SecretRecoveryDays".into())
+    );
+}
+
+#[test]
+fn every_operation_of_openapi_yaml_has_an_iam_authorised_route() {
+    let t = template();
+    let api = &t["Resources"]["ApiFunction"]["Properties"]["Events"];
+    let mut routes = Vec::new();
+    for (name, event) in api.as_mapping().unwrap() {
+        let p = &event["Properties"];
+        assert_eq!(event["Type"].as_str(), Some("HttpApi"), "{name:?}");
+        assert_eq!(
+            p["Auth"]["Authorizer"].as_str(),
+            Some("AWS_IAM"),
+            "{name:?}"
+        );
+        if let (Some(method), Some(path)) = (p["Method"].as_str(), p["Path"].as_str()) {
+            routes.push(format!("{} {path}", method.to_ascii_uppercase()));
+        }
+    }
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi.yaml");
+    let doc: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for (path, operations) in doc["paths"].as_mapping().unwrap() {
+        for method in ["get", "put", "post", "patch", "delete"] {
+            if operations.get(method).is_some() {
+                let route = format!("{} {}", method.to_ascii_uppercase(), path.as_str().unwrap());
+                assert!(
+                    routes.contains(&route),
+                    "openapi.yaml's {route} has no route in template.yaml"
+                );
+            }
         }
     }
 }

@@ -89,6 +89,32 @@ impl TestEnv {
         .await
     }
 
+    /// `POST /projects/{id}/{operation}` (suspend, resume, restore), no body.
+    pub async fn operate(
+        &self,
+        project_id: impl std::fmt::Display,
+        operation: &str,
+    ) -> ApiResponse {
+        self.call(
+            "POST",
+            &format!("/projects/{project_id}/{operation}"),
+            &[],
+            b"",
+        )
+        .await
+    }
+
+    /// `DELETE /projects/{id}{query}` (query: "" or "?purge=now").
+    pub async fn delete(&self, project_id: impl std::fmt::Display, query: &str) -> ApiResponse {
+        self.call(
+            "DELETE",
+            &format!("/projects/{project_id}{query}"),
+            &[],
+            b"",
+        )
+        .await
+    }
+
     /// POSTs a JSON body.
     pub async fn post_json(
         &self,
@@ -172,7 +198,12 @@ pub fn assert_documented(
         operation.is_object(),
         "openapi.yaml has no {method} {route}"
     );
-    let response = &operation["responses"][status.to_string()];
+    let mut response = &operation["responses"][status.to_string()];
+    // A shared response (`$ref: '#/components/responses/...'`).
+    if let Some(reference) = response.get("$ref").and_then(Value::as_str) {
+        let pointer = reference.trim_start_matches('#');
+        response = doc.pointer(pointer).unwrap_or(&Value::Null);
+    }
     assert!(
         response.is_object(),
         "openapi.yaml does not document {status} for {method} {route}"

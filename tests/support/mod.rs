@@ -255,6 +255,26 @@ impl TestEnv {
         }
     }
 
+    /// Runs the runner until the project's current run has finished (of any
+    /// kind: provisioning or a lifecycle operation).
+    pub async fn settle_run(&self, project_id: Uuid) -> ProjectReport {
+        let running = self.runner.spawn(1);
+        let started = Instant::now();
+        let report = loop {
+            let report = self.report(project_id).await;
+            if report.run.as_ref().is_some_and(|r| r.status != "running") {
+                break report;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "run still moving after 60 s: {report:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        running.stop().await;
+        report
+    }
+
     /// Runs the runner until every queue of this environment is empty.
     pub async fn drain(&self, runner: &Arc<Runner>, timeout: Duration) {
         let running = runner.spawn(1);
@@ -625,6 +645,30 @@ pub async fn admin_on(database: &str) -> tokio_postgres::Client {
         admin_url.rsplit_once('/').unwrap().0
     ))
     .await
+}
+
+/// Arms the fault point `point` for the project and runs the runner until it
+/// is hit; the handler never resumes (a killed process, as far as Postgres
+/// and SQS can tell).
+pub async fn crash_at(env: &TestEnv, project_id: Uuid, point: &'static str) {
+    let reached = provisioning::fault::arm(project_id, point);
+    let running = env.runner.spawn(1);
+    tokio::time::timeout(Duration::from_secs(60), reached)
+        .await
+        .unwrap_or_else(|_| panic!("{point} was not reached"))
+        .expect("armed");
+    running.stop().await;
+}
+
+/// A tenant login with the project's stored credentials, or its refusal.
+pub async fn tenant_login(
+    env: &TestEnv,
+    project_id: Uuid,
+) -> Result<tokio_postgres::Client, String> {
+    let creds = tenant_credentials(env, project_id).await;
+    admin_client(&login_url(&creds, &creds.dbname))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// A registration endpoint for `service` that answers `status` to the first

@@ -4,7 +4,9 @@
 //! - run:   setup, then the event-source runner for every queue and the API on
 //!   http://127.0.0.1:$API_PORT (default 8787) until Ctrl-C;
 //! - demo:  setup, runner and API, then `POST /projects` with FILE and follow
-//!   the project through `GET /projects/{id}` until it is ready.
+//!   the project through `GET /projects/{id}` until it is ready;
+//! - demo-lifecycle: the demo, then suspend, resume, delete, restore, delete
+//!   and, once the recovery window has passed, the sweeper's purge.
 
 use local_dev::{create_queues, demo, QueueSettings, Runner};
 use provisioning::adapters::secrets_manager::SecretsManagerStore;
@@ -26,11 +28,11 @@ async fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("setup") => setup().await.map(|_| ExitCode::SUCCESS),
         Some("run") => run().await.map(|_| ExitCode::SUCCESS),
-        Some("demo") => match args.get(1) {
-            Some(file) => run_demo(file).await,
-            None => Err("usage: local-dev demo FILE".into()),
+        Some(demo @ ("demo" | "demo-lifecycle")) => match args.get(1) {
+            Some(file) => run_demo(file, demo == "demo-lifecycle").await,
+            None => Err(format!("usage: local-dev {demo} FILE").into()),
         },
-        _ => Err("usage: local-dev setup | run | demo FILE".into()),
+        _ => Err("usage: local-dev setup | run | demo FILE | demo-lifecycle FILE".into()),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e}");
@@ -114,7 +116,7 @@ async fn run() -> Result<(), Error> {
     Ok(())
 }
 
-async fn run_demo(file: &str) -> Result<ExitCode, Error> {
+async fn run_demo(file: &str, lifecycle: bool) -> Result<ExitCode, Error> {
     let started = Instant::now();
     let log = init_logs()?;
     let body = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
@@ -145,6 +147,13 @@ async fn run_demo(file: &str) -> Result<ExitCode, Error> {
         &mut stdout,
     )
     .await;
+    let report = match (report, lifecycle) {
+        (Ok(report), true) if report.status == "ready" => {
+            demo::print_summary(&report, &mut stdout);
+            lifecycle_demo(&client, &base_url, project_id, &mut stdout).await
+        }
+        (report, _) => report,
+    };
     let _ = stop.send(true);
     running.stop().await;
     let report = report?;
@@ -153,9 +162,44 @@ async fn run_demo(file: &str) -> Result<ExitCode, Error> {
         "\ndemo finished in {:.1} s; JSON logs in {log}",
         started.elapsed().as_secs_f64()
     );
-    Ok(if report.status == "ready" {
+    let expected = if lifecycle { "purged" } else { "ready" };
+    Ok(if report.status == expected {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// suspend, resume, delete, restore, delete, then the sweeper's purge.
+async fn lifecycle_demo(
+    client: &reqwest::Client,
+    base_url: &str,
+    project_id: uuid::Uuid,
+    out: &mut std::io::Stdout,
+) -> Result<provisioning::report::ProjectReport, String> {
+    let mut last_run = None;
+    for operation in demo::LIFECYCLE {
+        let report = demo::operate(client, base_url, project_id, operation, out).await?;
+        let run = report
+            .run
+            .as_ref()
+            .map(|r| r.status.as_str())
+            .unwrap_or("-");
+        println!("  project {}, run {run}", report.status);
+        last_run = report.run.as_ref().map(|r| r.id);
+    }
+    let window = std::env::var("RECOVERY_WINDOW_SECONDS").unwrap_or_default();
+    println!(
+        "\nwaiting for the recovery window ({window} s) to end: the sweeper then starts the purge"
+    );
+    demo::follow_until(
+        client,
+        base_url,
+        project_id,
+        Duration::from_secs(120),
+        last_run,
+        out,
+        |r| r.status == "purged",
+    )
+    .await
 }

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::Duration;
+use uuid::Uuid;
 
 /// Registers projects by POSTing to each service's configured URL.
 ///
@@ -46,6 +47,69 @@ impl HttpRegistrar {
     }
 }
 
+impl HttpRegistrar {
+    /// Sends a request; transport failures are retryable and name what was tried.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<reqwest::Response, StageError> {
+        request.send().await.map_err(|e| {
+            let kind = if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "connection failed"
+            } else {
+                "request failed"
+            };
+            StageError::retryable(format!("{what}: {kind}")).with_source(e)
+        })
+    }
+
+    /// `POST {url}/{project}/{action}` or `DELETE {url}/{project}`: 2xx done,
+    /// 404 "nothing there" (done when `missing_is_done`), else as `refusal`.
+    async fn project_call(
+        &self,
+        service: Service,
+        method: reqwest::Method,
+        project_id: Uuid,
+        action: Option<&str>,
+        correlation_id: Uuid,
+        missing_is_done: bool,
+    ) -> Result<(), StageError> {
+        let Some(url) = self.urls.get(&service) else {
+            return Ok(());
+        };
+        let target = match action {
+            Some(action) => format!("{}/{project_id}/{action}", url.trim_end_matches('/')),
+            None => format!("{}/{project_id}", url.trim_end_matches('/')),
+        };
+        let what = format!("{} {service} registration", action.unwrap_or("removing"));
+        let request = self
+            .client()?
+            .request(method, target)
+            .header("X-Correlation-Id", correlation_id.to_string());
+        let status = self.send(request, &what).await?.status();
+        if status.is_success() || (missing_is_done && status == reqwest::StatusCode::NOT_FOUND) {
+            return Ok(());
+        }
+        Err(refusal(status, &what))
+    }
+}
+
+/// A non-2xx answer: 408, 429 and 5xx are retryable, any other status permanent.
+fn refusal(status: reqwest::StatusCode, what: &str) -> StageError {
+    let message = format!("{what}: HTTP {}", status.as_u16());
+    if status.is_server_error()
+        || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        || status == reqwest::StatusCode::REQUEST_TIMEOUT
+    {
+        StageError::retryable(message)
+    } else {
+        StageError::permanent(message)
+    }
+}
+
 #[async_trait]
 impl ServiceRegistrar for HttpRegistrar {
     fn is_configured(&self, service: Service) -> bool {
@@ -58,7 +122,7 @@ impl ServiceRegistrar for HttpRegistrar {
             return Ok(Registration::default());
         };
         let what = format!("registering with {service}");
-        let response = self
+        let call = self
             .client()?
             .post(url)
             .header(
@@ -66,19 +130,8 @@ impl ServiceRegistrar for HttpRegistrar {
                 format!("{}:{service}", request.project_id),
             )
             .header("X-Correlation-Id", request.correlation_id.to_string())
-            .json(request)
-            .send()
-            .await
-            .map_err(|e| {
-                let kind = if e.is_timeout() {
-                    "timed out"
-                } else if e.is_connect() {
-                    "connection failed"
-                } else {
-                    "request failed"
-                };
-                StageError::retryable(format!("{what}: {kind}")).with_source(e)
-            })?;
+            .json(request);
+        let response = self.send(call, &what).await?;
         let status = response.status();
         if status.is_success() {
             // A body we cannot read as a registration still means "registered".
@@ -88,14 +141,45 @@ impl ServiceRegistrar for HttpRegistrar {
         if status == reqwest::StatusCode::CONFLICT {
             return Ok(Registration::default());
         }
-        let message = format!("{what}: HTTP {}", status.as_u16());
-        if status.is_server_error()
-            || status == reqwest::StatusCode::TOO_MANY_REQUESTS
-            || status == reqwest::StatusCode::REQUEST_TIMEOUT
-        {
-            Err(StageError::retryable(message))
-        } else {
-            Err(StageError::permanent(message))
-        }
+        Err(refusal(status, &what))
+    }
+
+    /// `POST {url}/{project_id}/suspend` or `.../resume`. Suspending a
+    /// registration the service does not have (404) is done; resuming one is not.
+    async fn set_enabled(
+        &self,
+        service: Service,
+        project_id: Uuid,
+        enabled: bool,
+        correlation_id: Uuid,
+    ) -> Result<(), StageError> {
+        let action = if enabled { "resume" } else { "suspend" };
+        self.project_call(
+            service,
+            reqwest::Method::POST,
+            project_id,
+            Some(action),
+            correlation_id,
+            !enabled,
+        )
+        .await
+    }
+
+    /// `DELETE {url}/{project_id}`; 404 means already removed.
+    async fn deregister(
+        &self,
+        service: Service,
+        project_id: Uuid,
+        correlation_id: Uuid,
+    ) -> Result<(), StageError> {
+        self.project_call(
+            service,
+            reqwest::Method::DELETE,
+            project_id,
+            None,
+            correlation_id,
+            true,
+        )
+        .await
     }
 }

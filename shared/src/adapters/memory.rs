@@ -57,6 +57,20 @@ impl SecretStore for MemorySecrets {
             .insert(name.to_owned(), value.expose_secret().to_owned());
         Ok(())
     }
+
+    async fn delete(&self, name: &str, _recovery_days: u32) -> Result<(), StageError> {
+        self.0.lock().unwrap().remove(name);
+        Ok(())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StageError> {
+        let map = self.0.lock().unwrap();
+        Ok(map
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect())
+    }
 }
 
 #[cfg(test)]

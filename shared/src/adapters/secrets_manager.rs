@@ -65,4 +65,59 @@ impl SecretStore for SecretsManagerStore {
             .map_err(|e| classify_sdk_error(&format!("updating secret {name}"), e))?;
         Ok(())
     }
+
+    async fn delete(&self, name: &str, recovery_days: u32) -> Result<(), StageError> {
+        let request = self.client.delete_secret().secret_id(name);
+        let request = if recovery_days == 0 {
+            request.force_delete_without_recovery(true)
+        } else {
+            request.recovery_window_in_days(i64::from(recovery_days))
+        };
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(()),
+            // Already scheduled for deletion by an earlier attempt.
+            Err(e)
+                if e.code() == Some("InvalidRequestException")
+                    && e.message().is_some_and(|m| m.contains("deletion")) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(classify_sdk_error(&format!("deleting secret {name}"), e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StageError> {
+        use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+        let filter = Filter::builder()
+            .key(FilterNameStringType::Name)
+            .values(prefix)
+            .build();
+        let mut names = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_secrets()
+                .filters(filter.clone())
+                .max_results(100)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| classify_sdk_error(&format!("listing secrets under {prefix}"), e))?;
+            names.extend(
+                page.secret_list()
+                    .iter()
+                    .filter(|s| s.deleted_date().is_none())
+                    .filter_map(|s| s.name())
+                    // The name filter matches prefixes of words too: keep exact prefixes.
+                    .filter(|n| n.starts_with(prefix))
+                    .map(str::to_owned),
+            );
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() {
+                return Ok(names);
+            }
+        }
+    }
 }

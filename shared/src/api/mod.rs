@@ -43,7 +43,13 @@ impl Api {
 pub fn router(api: Api) -> Router {
     Router::new()
         .route("/projects", post(routes::create_project))
-        .route("/projects/{id}", get(routes::get_project))
+        .route(
+            "/projects/{id}",
+            get(routes::get_project).delete(routes::delete_project),
+        )
+        .route("/projects/{id}/suspend", post(routes::suspend_project))
+        .route("/projects/{id}/resume", post(routes::resume_project))
+        .route("/projects/{id}/restore", post(routes::restore_project))
         .route(
             "/projects/{id}/provisioning/retry",
             post(routes::retry_project),
@@ -60,6 +66,7 @@ pub fn router(api: Api) -> Router {
             get(routes::list_clusters).post(routes::register_cluster),
         )
         .route("/admin/clusters/{id}", patch(routes::change_cluster))
+        .route("/admin/reconciliation", get(routes::reconciliation))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(TRANSPORT_LIMIT))

@@ -9,6 +9,7 @@ use crate::api_keys::{self, KeyError};
 use crate::cluster::{self, ClusterChange, NewCluster, RegisterError};
 use crate::domain::NewProject;
 use crate::idempotency;
+use crate::lifecycle::{self, LifecycleError, Operation};
 use crate::project::{self, CreateProjectError, Creation, RequestKey, ResumeError};
 use crate::report;
 use axum::body::{Body, Bytes};
@@ -262,6 +263,85 @@ pub(super) async fn retry_project(
     }
 }
 
+/// Starts a lifecycle operation: 202 with the run, 404, or 409 naming why not.
+async fn start_operation(api: &Api, id: Uuid, op: Operation, headers: &HeaderMap) -> Handled {
+    match lifecycle::start(&api.pipeline, id, op, correlation_id(headers), "api").await {
+        Ok(started) => Ok(reply(202, &started, Some(format!("/projects/{id}")))),
+        Err(LifecycleError::NotFound) => Err(Problem::not_found(&format!("project {id}"))),
+        Err(LifecycleError::Refused(why)) => Err(Problem::conflict(why)),
+        Err(LifecycleError::Unavailable(e)) => Err(e.into()),
+    }
+}
+
+/// `POST /projects/{id}/{suspend|resume|restore}` with an empty body.
+async fn operation_route(
+    api: Api,
+    id: String,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    op: Operation,
+) -> Handled {
+    let id = path_id(&id)?;
+    empty_body(&headers, &body_bytes(body)?)?;
+    start_operation(&api, id, op, &headers).await
+}
+
+pub(super) async fn suspend_project(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Handled {
+    operation_route(api, id, headers, body, Operation::Suspend).await
+}
+
+pub(super) async fn resume_project(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Handled {
+    operation_route(api, id, headers, body, Operation::Resume).await
+}
+
+pub(super) async fn restore_project(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Handled {
+    operation_route(api, id, headers, body, Operation::Restore).await
+}
+
+/// `DELETE /projects/{id}[?purge=now]`.
+pub(super) async fn delete_project(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Handled {
+    let id = path_id(&id)?;
+    let mut purge_now = false;
+    for (name, value) in &query_pairs(query) {
+        match name.as_str() {
+            "purge" if value == "now" => purge_now = true,
+            "purge" => {
+                return Err(Problem::bad_request(
+                    Some("purge"),
+                    "purge: the only value is 'now'",
+                ))
+            }
+            other => {
+                return Err(Problem::bad_request(
+                    Some(other),
+                    format!("{}: unknown query parameter", truncate(other)),
+                ))
+            }
+        }
+    }
+    start_operation(&api, id, Operation::Delete { purge_now }, &headers).await
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewKey {
@@ -349,14 +429,21 @@ pub(super) async fn revoke_key(
 }
 
 pub(super) async fn list_jobs(State(api): State<Api>, RawQuery(query): RawQuery) -> Handled {
-    let (mut status, mut limit, mut cursor) = (None, 20_i64, None);
+    let (mut status, mut limit, mut cursor, mut kind) = (None, 20_i64, None, None);
     for (name, value) in &query_pairs(query) {
         match name.as_str() {
+            "kind" => {
+                let parsed: crate::domain::RunKind =
+                    value.parse().map_err(|e: crate::domain::UnknownRunKind| {
+                        Problem::bad_request(Some("kind"), format!("kind: {e}"))
+                    })?;
+                kind = Some(parsed.as_str());
+            }
             "status" => {
-                if !["running", "succeeded", "failed"].contains(&value.as_str()) {
+                if !["running", "succeeded", "failed", "cancelled"].contains(&value.as_str()) {
                     return Err(Problem::bad_request(
                         Some("status"),
-                        "status: must be one of running, succeeded, failed",
+                        "status: must be one of running, succeeded, failed, cancelled",
                     ));
                 }
                 status = Some(value.clone());
@@ -387,7 +474,7 @@ pub(super) async fn list_jobs(State(api): State<Api>, RawQuery(query): RawQuery)
         }
     }
     let db = api.db().await?;
-    let page = report::list_jobs(&db, status.as_deref(), limit, cursor).await?;
+    let page = report::list_jobs(&db, status.as_deref(), kind, limit, cursor).await?;
     Ok(reply(200, &page, None))
 }
 
@@ -435,6 +522,17 @@ fn register_problem(e: RegisterError) -> Problem {
             Problem::conflict(format!("cluster {id} is already registered"))
         }
         RegisterError::Unavailable(e) => e.into(),
+    }
+}
+
+/// The reconciler's latest report.
+pub(super) async fn reconciliation(State(api): State<Api>) -> Handled {
+    let db = api.db().await?;
+    match crate::reconcile::latest(&db).await? {
+        Some(report) => Ok(reply(200, &report, None)),
+        None => Err(Problem::not_found(
+            "reconciliation report (the reconciler has not run yet)",
+        )),
     }
 }
 

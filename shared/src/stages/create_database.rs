@@ -18,7 +18,6 @@ use rand::distr::{Alphanumeric, SampleString};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use tokio_postgres::error::SqlState;
-use uuid::Uuid;
 
 /// Tenant connection limit (DESIGN: CONNECTION LIMIT 20).
 pub const CONNECTION_LIMIT: i32 = 20;
@@ -60,7 +59,9 @@ pub async fn run(ctx: &StageContext<'_>) -> Result<Ledger, StageError> {
         )));
     }
     let admin = ctx.pipeline.clusters.connection(cluster).await?;
-    create_on_cluster(&admin, ctx.project.id, &names, &credentials.password)
+    let marker =
+        TenantNames::ownership_marker(ctx.project.id, &ctx.pipeline.settings.secret_prefix);
+    create_on_cluster(&admin, &marker, &names, &credentials.password)
         .await
         .map_err(|e| cluster.blame(e))?;
 
@@ -81,11 +82,11 @@ pub async fn run(ctx: &StageContext<'_>) -> Result<Ledger, StageError> {
 /// The role, the database and their grants, on the cluster's admin connection.
 async fn create_on_cluster(
     db: &tokio_postgres::Client,
-    project_id: Uuid,
+    marker: &str,
     names: &TenantNames,
     password: &SecretString,
 ) -> Result<(), StageError> {
-    ensure_role(db, project_id, &names.role, password).await?;
+    ensure_role(db, marker, &names.role, password).await?;
     ensure_database(db, names).await?;
     let database = quote_ident(&names.database);
     let role = quote_ident(&names.role);
@@ -93,21 +94,17 @@ async fn create_on_cluster(
         "REVOKE CONNECT, TEMPORARY ON DATABASE {database} FROM PUBLIC;
          GRANT CONNECT, TEMPORARY ON DATABASE {database} TO {role};
          COMMENT ON DATABASE {database} IS {};",
-        quote_literal(&ownership_marker(project_id))
+        quote_literal(marker)
     ))
     .await?;
     Ok(())
-}
-
-fn ownership_marker(project_id: Uuid) -> String {
-    format!("provisioning project {project_id}")
 }
 
 /// Creates the tenant role, or brings an existing one of this project to the
 /// stored password. A role of the same name that is not this project's is an error.
 async fn ensure_role(
     db: &tokio_postgres::Client,
-    project_id: Uuid,
+    marker: &str,
     role: &str,
     password: &SecretString,
 ) -> Result<(), StageError> {
@@ -115,7 +112,6 @@ async fn ensure_role(
     // no server log or error can reveal it.
     let verifier = postgres_protocol::password::scram_sha_256(password.expose_secret().as_bytes());
     let quoted = quote_ident(role);
-    let marker = ownership_marker(project_id);
     for _ in 0..2 {
         let existing = db
             .query_opt(
@@ -125,7 +121,7 @@ async fn ensure_role(
             .await?;
         if let Some(row) = existing {
             let comment: Option<String> = row.get(0);
-            if comment.as_deref() != Some(marker.as_str()) {
+            if comment.as_deref() != Some(marker) {
                 return Err(StageError::permanent(format!(
                     "role {role} exists and does not belong to this project"
                 )));
@@ -147,7 +143,7 @@ async fn ensure_role(
                  COMMENT ON ROLE {quoted} IS {};
                  COMMIT;",
                 quote_literal(&verifier),
-                quote_literal(&marker)
+                quote_literal(marker)
             ))
             .await;
         match created {

@@ -64,5 +64,6 @@ pub async fn run(ctx: &StageContext<'_>) -> Result<Ledger, StageError> {
             json!({ "kind": API_KEYS_SECRET, "key_ids": ids }),
         )],
         api_keys,
+        ..Ledger::default()
     })
 }

@@ -16,10 +16,12 @@
 //!    back after the visibility timeout); or fails the run and project on a
 //!    permanent error (the message is acknowledged).
 
+mod access;
 mod create_database;
 mod create_schema;
 mod finalize;
 mod generate_api_keys;
+mod purge;
 mod register_services;
 mod validate;
 
@@ -28,7 +30,7 @@ pub use register_services::AFTER_REGISTRATION;
 pub use crate::pipeline::Pipeline;
 
 use crate::api_keys::NewKeyRow;
-use crate::domain::{message_group, Stage, StageMessage};
+use crate::domain::{message_group, RunKind, Stage, StageMessage};
 use crate::error::StageError;
 use crate::lock::ProjectLock;
 use crate::status::{ProjectStatus, RunStatus, StageStatus};
@@ -59,7 +61,8 @@ pub enum Decision {
 }
 
 /// Decides what a message for `stage` should do given the run's state. Only
-/// the current stage of the project's current, running run may run (or fail).
+/// the current stage of the project's current, running run may run (or fail),
+/// and only while the project is in a status the run's kind acts on.
 pub fn decide(view: &RunView, msg: &StageMessage) -> Decision {
     if view.run_project_id != msg.project_id {
         return Decision::Ignore("the run belongs to another project");
@@ -70,15 +73,15 @@ pub fn decide(view: &RunView, msg: &StageMessage) -> Decision {
     if view.run_status != RunStatus::Running {
         return Decision::Ignore("run already finished");
     }
-    if !view.project.status.is_provisioning() {
-        return Decision::Ignore("project is not being provisioned");
+    if !view.run_kind.acts_on(view.project.status) {
+        return Decision::Ignore("project is in a status its run does not act on");
     }
     let Some(row) = view.stage(msg.stage) else {
         return Decision::Ignore("stage is not part of the run");
     };
     match row.status {
         StageStatus::Succeeded => {
-            return match msg.stage.next().and_then(|next| view.stage(next)) {
+            return match view.next_stage(msg.stage).and_then(|next| view.stage(next)) {
                 Some(next) if next.status == StageStatus::Pending && next.attempts == 0 => {
                     Decision::ResendNext(next.stage)
                 }
@@ -112,6 +115,10 @@ pub struct StageContext<'a> {
 pub struct Ledger {
     pub resources: Vec<Resource>,
     pub api_keys: Vec<NewKeyRow>,
+    /// The access stage: the project's keys and service rows on or off.
+    pub access: Option<bool>,
+    /// The purge stage: the project's rows go and it becomes purged.
+    pub forget: bool,
 }
 
 impl StageContext<'_> {
@@ -134,6 +141,8 @@ pub fn before_commit(stage: Stage) -> &'static str {
         Stage::RegisterServices => "register-services:before-commit",
         Stage::GenerateApiKeys => "generate-api-keys:before-commit",
         Stage::Finalize => "finalize:before-commit",
+        Stage::Access => "access:before-commit",
+        Stage::Purge => "purge:before-commit",
     }
 }
 
@@ -249,6 +258,8 @@ impl Pipeline {
             return Ok(Outcome::Ignored("stage may not run"));
         };
         let was_requested = view.project.status == ProjectStatus::Requested;
+        let next = view.next_stage(msg.stage);
+        let kind = view.run_kind;
         let ctx = StageContext {
             pipeline: self,
             db,
@@ -263,29 +274,37 @@ impl Pipeline {
             Stage::RegisterServices => register_services::run(&ctx).await,
             Stage::GenerateApiKeys => generate_api_keys::run(&ctx).await,
             Stage::Finalize => finalize::run(&ctx).await,
+            Stage::Access => access::run(&ctx).await,
+            Stage::Purge => purge::run(&ctx).await,
         };
         match result {
             Ok(ledger) => {
                 fault::point(msg.project_id, before_commit(msg.stage)).await;
-                let next = msg.stage.next();
                 let tx = db.transaction().await?;
                 store::record_resources(&tx, msg.project_id, &ledger.resources).await?;
                 crate::api_keys::insert_keys(&tx, msg.project_id, &ledger.api_keys).await?;
+                if let Some(on) = ledger.access {
+                    store::set_access(&tx, msg.project_id, on).await?;
+                }
+                if ledger.forget {
+                    store::forget_project(&tx, msg.project_id).await?;
+                }
                 if !store::record_success(&tx, msg).await? {
                     return Ok(Outcome::Ignored("stage no longer open"));
                 }
-                match msg.stage {
-                    Stage::Validate if was_requested => {
-                        store::transition_project(
-                            &tx,
-                            msg.project_id,
-                            msg.run_id,
-                            ProjectStatus::Provisioning,
-                        )
-                        .await?;
-                    }
-                    Stage::Finalize => store::finish_run_ready(&tx, msg).await?,
-                    _ => {}
+                if msg.stage == Stage::Validate && was_requested {
+                    store::transition_project(
+                        &tx,
+                        msg.project_id,
+                        msg.run_id,
+                        ProjectStatus::Provisioning,
+                    )
+                    .await?;
+                }
+                match (next, kind) {
+                    (Some(_), _) => {}
+                    (None, RunKind::Provision) => store::finish_run_ready(&tx, msg).await?,
+                    (None, kind) => store::finish_run(&tx, msg, kind).await?,
                 }
                 let handoff = match next {
                     Some(next) => Some(outbox::enqueue(&tx, &msg.for_stage(next)).await?),
@@ -356,6 +375,7 @@ mod tests {
             RunView {
                 project,
                 run_project_id: project_id,
+                run_kind: RunKind::Provision,
                 run_status: RunStatus::Running,
                 stages,
             },
@@ -366,7 +386,7 @@ mod tests {
     use StageStatus::*;
 
     fn fresh_run() -> Vec<(Stage, StageStatus, i32)> {
-        Stage::ALL.iter().map(|s| (*s, Pending, 0)).collect()
+        Stage::PROVISION.iter().map(|s| (*s, Pending, 0)).collect()
     }
 
     #[test]
@@ -436,10 +456,36 @@ mod tests {
             v.project.status = status;
             assert_eq!(
                 decide(&v, &m),
-                Decision::Ignore("project is not being provisioned"),
+                Decision::Ignore("project is in a status its run does not act on"),
                 "{status}"
             );
         }
+    }
+
+    #[test]
+    fn a_lifecycle_run_acts_only_on_the_status_its_start_set_and_ends_at_its_last_stage() {
+        let (mut v, m) = view(&[(Stage::Access, Pending, 0), (Stage::Purge, Pending, 0)]);
+        v.run_kind = RunKind::Delete;
+        v.project.status = ProjectStatus::Deleted;
+        assert_eq!(decide(&v, &m.for_stage(Stage::Access)), Decision::Run);
+        assert_eq!(
+            decide(&v, &m.for_stage(Stage::Purge)),
+            Decision::Ignore("previous stage has not finished")
+        );
+        assert_eq!(v.next_stage(Stage::Access), Some(Stage::Purge));
+        assert_eq!(v.next_stage(Stage::Purge), None);
+        // restored meanwhile: the delete run's messages change nothing
+        v.project.status = ProjectStatus::Ready;
+        assert_eq!(
+            decide(&v, &m.for_stage(Stage::Access)),
+            Decision::Ignore("project is in a status its run does not act on")
+        );
+        // a provisioning stage's message names a stage this run does not have
+        v.project.status = ProjectStatus::Deleted;
+        assert_eq!(
+            decide(&v, &m.for_stage(Stage::CreateDatabase)),
+            Decision::Ignore("stage is not part of the run")
+        );
     }
 
     #[test]

@@ -186,3 +186,65 @@ async fn the_cluster_sample_events_get_documented_answers() {
         .await;
     assert_eq!(status, 404, "eu-west-1-2 was not registered");
 }
+
+/// The lifecycle routes' sample events (suspend, resume, delete, restore), each
+/// answer as openapi.yaml documents it, then the refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lifecycle_sample_events_get_documented_answers() {
+    let env = TestEnv::new().await;
+    let created = env.create(&project("lifecycle-events")).await;
+    let id = created.project_id.to_string();
+    assert_ready(&env.settle(created.project_id).await);
+    let none = "-";
+    let steps = [
+        (
+            "api-suspend-project.json",
+            "/projects/{id}/suspend",
+            "post",
+            "suspended",
+        ),
+        (
+            "api-resume-project.json",
+            "/projects/{id}/resume",
+            "post",
+            "ready",
+        ),
+        (
+            "api-delete-project.json",
+            "/projects/{id}",
+            "delete",
+            "deleted",
+        ),
+        (
+            "api-restore-project.json",
+            "/projects/{id}/restore",
+            "post",
+            "ready",
+        ),
+    ];
+    for (file, route, method, status) in steps {
+        let (code, headers, body) = env
+            .send_documented_event(file, (&id, none), route, method)
+            .await;
+        assert_eq!(code, 202, "{file}: {body:?}");
+        assert_eq!(
+            header(&headers, "location"),
+            Some(format!("/projects/{id}").as_str())
+        );
+        let body = body.unwrap();
+        assert_eq!(body["status"], status, "{file}");
+        assert_eq!(
+            body["purge_after"].is_null(),
+            method != "delete",
+            "{file}: purge_after only for a delete"
+        );
+        let report = env.settle_run(created.project_id).await;
+        assert_eq!(report.status, status, "{file}");
+        assert_eq!(report.run.as_ref().unwrap().status, "succeeded", "{file}");
+        // Sent again, each is refused: the project is no longer where it may start.
+        let (code, _, _) = env
+            .send_documented_event(file, (&id, none), route, method)
+            .await;
+        assert_eq!(code, 409, "{file} again");
+    }
+}

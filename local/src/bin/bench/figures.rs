@@ -45,6 +45,18 @@ pub struct Latency {
     /// Median scrypt hash time, and how many hashes it is the median of.
     pub hash_median: Duration,
     pub hash_samples: usize,
+    /// Suspend, resume, delete and purge runs on some of the series' projects.
+    pub lifecycle: Vec<OperationLatency>,
+}
+
+/// One lifecycle operation's runs, one after another: from the API's start
+/// of the run to its end (the runs' own timestamps).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperationLatency {
+    pub operation: String,
+    pub runs: usize,
+    pub p50: Duration,
+    pub p95: Duration,
 }
 
 /// Mean queue wait before a stage and its mean run time.

@@ -1,7 +1,8 @@
 //! The series: each sets up what it needs, measures, and returns its figures.
 
 use crate::figures::{
-    ClusterUse, Function, Functions, Latency, Machine, PortUse, Scale, StageTimes, ThroughputRun,
+    ClusterUse, Function, Functions, Latency, Machine, OperationLatency, PortUse, Scale,
+    StageTimes, ThroughputRun,
 };
 use local_dev::bench::{
     floor_pipeline, floor_project, ms, percentile, PortTime, TimedQueue, TimedRegistrar,
@@ -159,7 +160,7 @@ async fn stage_breakdown(s: &Series, ids: &[Uuid]) -> Result<Vec<StageTimes>, Er
                     avg(st.duration_ms)::float8
                FROM control_plane.provisioning_stages st
                JOIN control_plane.provisioning_runs r ON r.id = st.run_id
-              WHERE r.project_id = ANY($1)
+              WHERE r.project_id = ANY($1) AND r.kind = 'provision'
               GROUP BY st.stage, st.position ORDER BY st.position",
             &[&ids],
         )
@@ -223,6 +224,7 @@ pub async fn latency(
         hash_times.extend(hash_samples(1));
     }
     let hash_median = percentile(&hash_times, 50.0);
+    let lifecycle = lifecycle_latency(&s, &ids[..ids.len().min(LIFECYCLE_RUNS)]).await?;
     running.stop().await;
     let stages = stage_breakdown(&s, &ids).await?;
     let latency = Latency {
@@ -237,9 +239,76 @@ pub async fn latency(
         registration: port_use(&s.registration_time),
         hash_median,
         hash_samples: hash_times.len(),
+        lifecycle,
     };
     open.series.push(s);
     Ok(latency)
+}
+
+/// Lifecycle runs measured per operation.
+const LIFECYCLE_RUNS: usize = 20;
+
+/// Suspend, resume, delete and purge on each of `ids` (ready), one run after
+/// another, each through `lifecycle::start` as the API and the sweeper start
+/// them; the purge once the project's window is made to have ended.
+async fn lifecycle_latency(s: &Series, ids: &[Uuid]) -> Result<Vec<OperationLatency>, Error> {
+    use provisioning::lifecycle::{start, Operation};
+    let operations = [
+        ("suspend", Operation::Suspend),
+        ("resume", Operation::Resume),
+        ("delete", Operation::Delete { purge_now: false }),
+        ("purge", Operation::PurgeDue),
+    ];
+    let mut figures = Vec::new();
+    for (name, operation) in operations {
+        let mut times = Vec::new();
+        for id in ids {
+            if name == "purge" {
+                s.pipeline
+                    .db
+                    .get()
+                    .await?
+                    .execute(
+                        "UPDATE control_plane.projects SET purge_after = now() WHERE id = $1",
+                        &[id],
+                    )
+                    .await?;
+            }
+            let run = start(&s.pipeline, *id, operation, None, "bench")
+                .await
+                .map_err(|e| format!("{name} of {id}: {e}"))?;
+            times.push(wait_run(s, run.run_id).await?);
+        }
+        figures.push(OperationLatency {
+            operation: name.into(),
+            runs: times.len(),
+            p50: percentile(&times, 50.0),
+            p95: percentile(&times, 95.0),
+        });
+    }
+    Ok(figures)
+}
+
+/// Waits for a run to succeed; returns its duration from its own timestamps.
+async fn wait_run(s: &Series, run_id: Uuid) -> Result<Duration, Error> {
+    let db = s.pipeline.db.get().await?;
+    let started = Instant::now();
+    loop {
+        let row = db
+            .query_one(
+                "SELECT status, (extract(epoch FROM coalesce(finished_at, now()) - created_at) * 1000)::float8
+                   FROM control_plane.provisioning_runs WHERE id = $1",
+                &[&run_id],
+            )
+            .await?;
+        match row.get::<_, &str>(0) {
+            "succeeded" => return Ok(Duration::from_secs_f64(row.get::<_, f64>(1) / 1000.0)),
+            "running" if started.elapsed() < Duration::from_secs(120) => {
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
+            status => return Err(format!("{}: run {run_id} {status}", s.name).into()),
+        }
+    }
 }
 
 /// Throughput at one concurrency: `projects` on the floor with `workers`

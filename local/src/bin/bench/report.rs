@@ -72,6 +72,27 @@ pub fn latency(l: &Latency) -> String {
         ms(l.pipeline_p95),
         latency_ratio(l)
     ));
+    if !l.lifecycle.is_empty() {
+        r.line("");
+        r.line("Lifecycle runs on the same projects, one after another, from the start of the run to its end:");
+        r.line("");
+        r.line("| operation | runs | p50 ms | p95 ms |");
+        r.line("|---|---:|---:|---:|");
+        r.line(format!(
+            "| provisioning (above) | {n} | {:.1} | {:.1} |",
+            ms(l.pipeline_p50),
+            ms(l.pipeline_p95)
+        ));
+        for o in &l.lifecycle {
+            r.line(format!(
+                "| {} | {} | {:.1} | {:.1} |",
+                o.operation,
+                o.runs,
+                ms(o.p50),
+                ms(o.p95)
+            ));
+        }
+    }
     r.line("");
     r.line("Per stage (mean): queue wait = from the previous stage's end (or creation) to this stage's start.");
     r.line("");
@@ -353,7 +374,9 @@ pub fn targets(f: &Figures) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::figures::{ClusterUse, Function, PortUse, StageTimes, ThroughputRun};
+    use crate::figures::{
+        ClusterUse, Function, OperationLatency, PortUse, StageTimes, ThroughputRun,
+    };
     use chrono::{TimeZone, Utc};
     use local_dev::cpu::CpuUse;
 
@@ -425,6 +448,12 @@ mod tests {
                 },
                 hash_median: millis(39.9),
                 hash_samples: 52,
+                lifecycle: vec![OperationLatency {
+                    operation: "suspend".into(),
+                    runs: 20,
+                    p50: millis(41.0),
+                    p95: millis(60.2),
+                }],
             },
             throughput: Throughput {
                 projects: 100,
