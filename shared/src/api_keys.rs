@@ -93,6 +93,7 @@ pub async fn issue_key(
     p: &Pipeline,
     project_id: Uuid,
     scopes: Vec<String>,
+    actor: &str,
 ) -> Result<IssuedKey, KeyError> {
     p.with_project_lock(project_id, async |db: &mut Object| {
         let (status, prefix) = project_status(&*db, project_id).await?;
@@ -139,9 +140,9 @@ pub async fn issue_key(
                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at),
                  a AS (
                     INSERT INTO control_plane.audit_log (project_id, action, actor, details)
-                    VALUES ($2, 'api_key.issued', 'api', jsonb_build_object('key_id', $1::text, 'scopes', $5::text[])))
+                    VALUES ($2, 'api_key.issued', $7, jsonb_build_object('key_id', $1::text, 'scopes', $5::text[])))
                  SELECT created_at FROM k",
-                &[&id, &project_id, &prefix, &hash, &scopes, &name],
+                &[&id, &project_id, &prefix, &hash, &scopes, &name, &actor],
             )
             .await
             .map_err(StageError::from)?;
@@ -159,7 +160,12 @@ pub async fn issue_key(
 
 /// Revokes a key: the row is marked revoked and the key leaves the secret.
 /// Revoking a revoked key changes nothing.
-pub async fn revoke_key(p: &Pipeline, project_id: Uuid, key_id: &str) -> Result<(), KeyError> {
+pub async fn revoke_key(
+    p: &Pipeline,
+    project_id: Uuid,
+    key_id: &str,
+    actor: &str,
+) -> Result<(), KeyError> {
     p.with_project_lock(project_id, async |db: &mut Object| {
         project_status(&*db, project_id).await?;
         let Some(row) = db
@@ -186,8 +192,8 @@ pub async fn revoke_key(p: &Pipeline, project_id: Uuid, key_id: &str) -> Result<
             db.execute(
                 "WITH k AS (UPDATE control_plane.api_keys SET revoked_at = now() WHERE id = $1)
                  INSERT INTO control_plane.audit_log (project_id, action, actor, details)
-                 VALUES ($2, 'api_key.revoked', 'api', jsonb_build_object('key_id', $1::text))",
-                &[&key_id, &project_id],
+                 VALUES ($2, 'api_key.revoked', $3, jsonb_build_object('key_id', $1::text))",
+                &[&key_id, &project_id, &actor],
             )
             .await
             .map_err(StageError::from)?;

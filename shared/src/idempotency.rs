@@ -44,6 +44,7 @@ pub fn is_valid_key(key: &str) -> bool {
 /// caller's transaction, or reports what the key was bound to before.
 pub async fn bind(
     tx: &impl GenericClient,
+    caller: &str,
     key: &str,
     hash: &str,
     status: u16,
@@ -53,10 +54,10 @@ pub async fn bind(
     let inserted = tx
         .execute(
             "INSERT INTO control_plane.idempotency_keys
-                    (key, request_hash, status, response_status, response_body, project_id, completed_at)
-             VALUES ($1, $2, 'completed', $3, $4, $5, now())
-             ON CONFLICT (key) DO NOTHING",
-            &[&key, &hash, &i32::from(status), body, &project_id],
+                    (key, request_hash, status, response_status, response_body, project_id, completed_at, caller)
+             VALUES ($1, $2, 'completed', $3, $4, $5, now(), $6)
+             ON CONFLICT (caller, key) DO NOTHING",
+            &[&key, &hash, &i32::from(status), body, &project_id, &caller],
         )
         .await?;
     if inserted == 1 {
@@ -64,8 +65,9 @@ pub async fn bind(
     }
     let row = tx
         .query_one(
-            "SELECT request_hash, response_status, response_body FROM control_plane.idempotency_keys WHERE key = $1",
-            &[&key],
+            "SELECT request_hash, response_status, response_body FROM control_plane.idempotency_keys
+              WHERE caller = $1 AND key = $2",
+            &[&caller, &key],
         )
         .await?;
     let stored_hash: String = row.get(0);

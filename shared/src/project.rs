@@ -59,9 +59,11 @@ impl CreatedProject {
     }
 }
 
-/// A request's Idempotency-Key and the hash of what it asked for.
+/// A request's Idempotency-Key, the caller it belongs to (keys are scoped to
+/// their caller: two callers never share one) and the hash of what it asked for.
 #[derive(Debug, Clone)]
 pub struct RequestKey {
+    pub caller: String,
     pub key: String,
     pub request_hash: String,
 }
@@ -128,7 +130,16 @@ pub async fn create_project(
     request: &NewProject,
     correlation_id: Option<Uuid>,
 ) -> Result<CreatedProject, CreateProjectError> {
-    match create_project_keyed(db, queue, request, correlation_id, None).await? {
+    match create_project_keyed(
+        db,
+        queue,
+        request,
+        correlation_id,
+        None,
+        crate::api::caller::LOCAL,
+    )
+    .await?
+    {
         Creation::Created(created) => Ok(created),
         Creation::Replayed { .. } => unreachable!("no key, no replay"),
     }
@@ -145,6 +156,7 @@ pub async fn create_project_keyed(
     request: &NewProject,
     correlation_id: Option<Uuid>,
     key: Option<&RequestKey>,
+    actor: &str,
 ) -> Result<Creation, CreateProjectError> {
     validate_new_project(request)?;
     let created = CreatedProject {
@@ -163,7 +175,17 @@ pub async fn create_project_keyed(
     let tx = conn.transaction().await.map_err(StageError::from)?;
     if let Some(key) = key {
         let body = created.response_body();
-        match idempotency::bind(&tx, &key.key, &key.request_hash, 202, &body, project_id).await? {
+        match idempotency::bind(
+            &tx,
+            &key.caller,
+            &key.key,
+            &key.request_hash,
+            202,
+            &body,
+            project_id,
+        )
+        .await?
+        {
             Binding::Bound => {}
             Binding::Replay { status, body } => return Ok(Creation::Replayed { status, body }),
             Binding::Mismatch => return Err(CreateProjectError::KeyReused),
@@ -216,7 +238,7 @@ pub async fn create_project_keyed(
         project_id,
         Some(run_id),
         "project.created",
-        "api",
+        actor,
         serde_json::json!({ "name": request.name.trim(), "region": request.region }),
     )
     .await?;
@@ -361,6 +383,7 @@ pub async fn resume_project(
     pipeline: &Pipeline,
     project_id: Uuid,
     correlation_id: Option<Uuid>,
+    actor: &str,
 ) -> Result<ResumedProject, ResumeError> {
     let stalled_after = pipeline.settings.stalled_after().as_secs_f64();
     pipeline
@@ -487,7 +510,7 @@ pub async fn resume_project(
                 project_id,
                 Some(run_id),
                 &action,
-                "api",
+                actor,
                 serde_json::json!({ "resume_from": start, "run_number": run_number, "was": status }),
             )
             .await?;

@@ -30,6 +30,15 @@ pub struct ProjectReport {
     pub resources: Resources,
 }
 
+impl ProjectReport {
+    /// Still moving: being provisioned, or a run of it is under way. A client
+    /// looking at it is asked to come back (`Retry-After`).
+    pub fn is_moving(&self) -> bool {
+        matches!(self.status.as_str(), "requested" | "provisioning")
+            || self.run.as_ref().is_some_and(|r| r.status == "running")
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
     pub id: Uuid,
@@ -191,6 +200,73 @@ pub async fn load_project_report(
         run,
         timeline,
         resources,
+    }))
+}
+
+/// One audit entry of a project: what happened, who did it, when.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub action: String,
+    /// The caller's IAM principal for API changes, else the function (a stage
+    /// name, `dead-letter`, `sweeper`, `reconciler`) or `local`.
+    pub actor: String,
+    pub run_id: Option<Uuid>,
+    pub details: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    /// Pass as `cursor` for the next (older) page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A project's audit entries newest first, at most `limit`, older than the
+/// entry `before` when given; None when the project does not exist.
+pub async fn audit_page(
+    db: &impl GenericClient,
+    project_id: Uuid,
+    limit: i64,
+    before: Option<i64>,
+) -> Result<Option<AuditPage>, StageError> {
+    let rows = db
+        .query(
+            "SELECT a.id, a.action, a.actor, a.run_id, a.details, a.created_at
+               FROM control_plane.projects p
+               LEFT JOIN LATERAL (
+                    SELECT * FROM control_plane.audit_log a
+                     WHERE a.project_id = p.id AND ($2::bigint IS NULL OR a.id < $2)
+                     ORDER BY a.id DESC LIMIT $3) a ON true
+              WHERE p.id = $1
+              ORDER BY a.id DESC",
+            &[&project_id, &before, &(limit + 1)],
+        )
+        .await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let mut entries: Vec<AuditEntry> = rows
+        .iter()
+        .filter(|r| r.get::<_, Option<i64>>(0).is_some())
+        .map(|r| AuditEntry {
+            id: r.get(0),
+            action: r.get(1),
+            actor: r.get(2),
+            run_id: r.get(3),
+            details: r.get(4),
+            created_at: r.get(5),
+        })
+        .collect();
+    let more = entries.len() as i64 > limit;
+    entries.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| entries.last().map(|e| e.id.to_string()))
+        .flatten();
+    Ok(Some(AuditPage {
+        entries,
+        next_cursor,
     }))
 }
 

@@ -677,3 +677,113 @@ async fn twenty_projects_ten_deleted_and_five_restored_at_once_all_end_where_the
     let running_runs = env.rows("provisioning_runs WHERE status = 'running'").await;
     assert_eq!(running_runs, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_lifecycle_run_keeps_the_status_and_the_operators_retry_finishes_it() {
+    let services = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/auth"))
+        .respond_with(ResponseTemplate::new(201))
+        .mount(&services)
+        .await;
+    let env = env_with_service(Service::Auth, &services).await;
+    let id = ready_project(&env, "retry-suspend").await;
+    Mock::given(method("POST"))
+        .and(path(format!("/auth/{id}/resume")))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&services)
+        .await;
+    // The service refuses the suspension (a permanent 4xx) once, then accepts it.
+    Mock::given(method("POST"))
+        .and(path(format!("/auth/{id}/suspend")))
+        .respond_with(ResponseTemplate::new(422))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&services)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/auth/{id}/suspend")))
+        .respond_with(ResponseTemplate::new(204))
+        .with_priority(2)
+        .mount(&services)
+        .await;
+
+    let report = operate(&env, id, "suspend").await;
+    assert_eq!(
+        report.status, "suspended",
+        "the status the request set stays"
+    );
+    assert_eq!(run_of(&report), ("suspend".into(), "failed".into()));
+    let error = report.timeline[0].last_error.clone().unwrap_or_default();
+    assert!(error.contains("HTTP 422"), "{error}");
+    assert!(
+        report.last_error.is_none(),
+        "a lifecycle failure is the run's, not the project's"
+    );
+    assert_eq!(
+        env.operate(id, "resume").await.status,
+        202,
+        "resume is allowed: no run is moving"
+    );
+    // ... which is the operator's way out too; here the retry finishes the suspension.
+    let report = env.settle_run(id).await;
+    assert_eq!(
+        (report.status.as_str(), run_of(&report).1.as_str()),
+        ("ready", "succeeded")
+    );
+    assert_eq!(env.operate(id, "suspend").await.status, 202);
+    let report = env.settle_run(id).await;
+    assert_eq!(run_of(&report), ("suspend".into(), "succeeded".into()));
+
+    // A failed run is retried as a new run of its kind, from its failed stage.
+    Mock::given(method("POST"))
+        .and(path(format!("/auth/{id}/resume")))
+        .respond_with(ResponseTemplate::new(422))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&services)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!("/auth/{id}/resume")))
+        .respond_with(ResponseTemplate::new(204))
+        .with_priority(2)
+        .mount(&services)
+        .await;
+    let report = operate(&env, id, "resume").await;
+    assert_eq!(
+        (report.status.as_str(), run_of(&report).1.as_str()),
+        ("ready", "failed")
+    );
+    let retried = env.retry(id).await;
+    assert_eq!(retried.status, 202, "{:?}", retried.body);
+    let body = retried.body.unwrap();
+    assert_eq!(
+        (
+            body["kind"].as_str(),
+            body["resume_from"].as_str(),
+            body["status"].as_str()
+        ),
+        (Some("resume"), Some("access"), Some("ready"))
+    );
+    let report = env.settle_run(id).await;
+    assert_eq!(run_of(&report), ("resume".into(), "succeeded".into()));
+    tenant_login(&env, id)
+        .await
+        .expect("resumed after the retry");
+    let jobs = env
+        .call("GET", "/provisioning/jobs?kind=resume", &[], b"")
+        .await
+        .body
+        .unwrap();
+    let statuses: Vec<&str> = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["succeeded", "failed", "succeeded"],
+        "newest first: {jobs}"
+    );
+}

@@ -137,13 +137,16 @@ impl TestEnv {
         project_id: &str,
         key_id: &str,
     ) -> (u16, Vec<(String, String)>, Option<Value>) {
-        let path = format!("{}/../events/{file}", env!("CARGO_MANIFEST_DIR"));
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        let text = text
+        let text = sample_event(file)
             .replace(PROJECT_PLACEHOLDER, project_id)
             .replace(KEY_PLACEHOLDER, key_id);
-        let request = lambda_http::request::from_str(&text)
-            .unwrap_or_else(|e| panic!("{file} is not an API Gateway event: {e}"));
+        self.send_event_text(&text).await
+    }
+
+    /// Sends an API Gateway event given as text (a sample event edited by the test).
+    pub async fn send_event_text(&self, text: &str) -> (u16, Vec<(String, String)>, Option<Value>) {
+        let request = lambda_http::request::from_str(text)
+            .unwrap_or_else(|e| panic!("not an API Gateway event: {e}"));
         let response = router(self.api())
             .oneshot(request)
             .await
@@ -171,6 +174,12 @@ impl TestEnv {
         assert_documented(route, method, status, content_type, body.as_ref());
         (status, headers, body)
     }
+}
+
+/// A sample event from events/, as text.
+pub fn sample_event(file: &str) -> String {
+    let path = format!("{}/../events/{file}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 fn openapi() -> &'static Value {

@@ -2,6 +2,7 @@
 //! `lambda_http::run` on Lambda (API Gateway HTTP API, payload v2, see
 //! `lambda`), by `axum::serve` locally, and called with `oneshot` in tests.
 
+pub mod caller;
 pub mod lambda;
 mod problem;
 mod routes;
@@ -47,6 +48,7 @@ pub fn router(api: Api) -> Router {
             "/projects/{id}",
             get(routes::get_project).delete(routes::delete_project),
         )
+        .route("/projects/{id}/audit", get(routes::project_audit))
         .route("/projects/{id}/suspend", post(routes::suspend_project))
         .route("/projects/{id}/resume", post(routes::resume_project))
         .route("/projects/{id}/restore", post(routes::restore_project))

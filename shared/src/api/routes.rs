@@ -4,6 +4,7 @@
 //! the routing itself (404, 405 with `Allow`) and of reading the body (413), is
 //! an `application/problem+json` answer.
 
+use super::caller::Caller;
 use super::{Api, Problem, MAX_BODY_BYTES};
 use crate::api_keys::{self, KeyError};
 use crate::cluster::{self, ClusterChange, NewCluster, RegisterError};
@@ -37,6 +38,19 @@ fn reply(status: u16, body: &impl Serialize, location: Option<String>) -> Respon
             serde_json::to_vec(body).expect("a response body serialises"),
         ))
         .expect("a valid response")
+}
+
+/// Seconds a client is asked to wait before looking at a project that is
+/// still moving (`Retry-After` on 202 answers and on `GET /projects/{id}`).
+pub const RETRY_AFTER_SECONDS: u32 = 2;
+
+/// `Retry-After` added: the work goes on in the background.
+fn moving(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from(RETRY_AFTER_SECONDS),
+    );
+    response
 }
 
 /// The body as read by the transport; a refusal (too large to read) is a problem.
@@ -173,6 +187,7 @@ fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T,
 
 pub(super) async fn create_project(
     State(api): State<Api>,
+    caller: Caller,
     uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -180,6 +195,7 @@ pub(super) async fn create_project(
     let body = body_bytes(body)?;
     let key = match headers.get("idempotency-key").map(|k| k.to_str()) {
         Some(Ok(k)) if idempotency::is_valid_key(k) => Some(RequestKey {
+            caller: caller.0.clone(),
             key: k.to_owned(),
             request_hash: idempotency::request_hash("POST", uri.path(), &body),
         }),
@@ -198,20 +214,21 @@ pub(super) async fn create_project(
         &request,
         correlation_id(&headers),
         key.as_ref(),
+        caller.as_str(),
     )
     .await;
     match creation {
-        Ok(Creation::Created(created)) => Ok(reply(
+        Ok(Creation::Created(created)) => Ok(moving(reply(
             202,
             &created.response_body(),
             Some(created.location()),
-        )),
+        ))),
         Ok(Creation::Replayed { status, body }) => {
             let location = body
                 .get("location")
                 .and_then(|l| l.as_str())
                 .map(str::to_owned);
-            let mut response = reply(status, &body, location);
+            let mut response = moving(reply(status, &body, location));
             response.headers_mut().insert(
                 "idempotent-replayed",
                 header::HeaderValue::from_static("true"),
@@ -233,7 +250,64 @@ pub(super) async fn get_project(State(api): State<Api>, Path(id): Path<String>) 
     let report = report::load_project_report(&db, id)
         .await?
         .ok_or_else(|| Problem::not_found(&format!("project {id}")))?;
-    Ok(reply(200, &report, None))
+    let response = reply(200, &report, None);
+    Ok(if report.is_moving() {
+        moving(response)
+    } else {
+        response
+    })
+}
+
+/// `GET /projects/{id}/audit?limit=&cursor=`: the project's audit entries,
+/// newest first, keyset-paged.
+pub(super) async fn project_audit(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Handled {
+    let id = path_id(&id)?;
+    let (mut limit, mut before) = (50_i64, None);
+    for (name, value) in &query_pairs(query) {
+        match name.as_str() {
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=200).contains(l))
+                    .ok_or_else(|| {
+                        Problem::bad_request(
+                            Some("limit"),
+                            "limit: must be an integer from 1 to 200",
+                        )
+                    })?;
+            }
+            "cursor" => {
+                before = Some(
+                    value
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|c| *c > 0)
+                        .ok_or_else(|| {
+                            Problem::bad_request(
+                                Some("cursor"),
+                                "cursor: not a cursor this API returned",
+                            )
+                        })?,
+                );
+            }
+            other => {
+                return Err(Problem::bad_request(
+                    Some(other),
+                    format!("{}: unknown query parameter", truncate(other)),
+                ))
+            }
+        }
+    }
+    let db = api.db().await?;
+    let page = report::audit_page(&db, id, limit, before)
+        .await?
+        .ok_or_else(|| Problem::not_found(&format!("project {id}")))?;
+    Ok(reply(200, &page, None))
 }
 
 /// An empty body, or a JSON object with no fields.
@@ -249,14 +323,21 @@ fn empty_body(headers: &HeaderMap, body: &[u8]) -> Result<(), Problem> {
 
 pub(super) async fn retry_project(
     State(api): State<Api>,
+    caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Handled {
     let id = path_id(&id)?;
     empty_body(&headers, &body_bytes(body)?)?;
-    match project::resume_project(&api.pipeline, id, correlation_id(&headers)).await {
-        Ok(resumed) => Ok(reply(202, &resumed, Some(format!("/projects/{id}")))),
+    match project::resume_project(&api.pipeline, id, correlation_id(&headers), caller.as_str())
+        .await
+    {
+        Ok(resumed) => Ok(moving(reply(
+            202,
+            &resumed,
+            Some(format!("/projects/{id}")),
+        ))),
         Err(ResumeError::NotFound) => Err(Problem::not_found(&format!("project {id}"))),
         Err(ResumeError::Refused(why)) => Err(Problem::conflict(why)),
         Err(ResumeError::Unavailable(e)) => Err(e.into()),
@@ -264,9 +345,27 @@ pub(super) async fn retry_project(
 }
 
 /// Starts a lifecycle operation: 202 with the run, 404, or 409 naming why not.
-async fn start_operation(api: &Api, id: Uuid, op: Operation, headers: &HeaderMap) -> Handled {
-    match lifecycle::start(&api.pipeline, id, op, correlation_id(headers), "api").await {
-        Ok(started) => Ok(reply(202, &started, Some(format!("/projects/{id}")))),
+async fn start_operation(
+    api: &Api,
+    caller: &Caller,
+    id: Uuid,
+    op: Operation,
+    headers: &HeaderMap,
+) -> Handled {
+    match lifecycle::start(
+        &api.pipeline,
+        id,
+        op,
+        correlation_id(headers),
+        caller.as_str(),
+    )
+    .await
+    {
+        Ok(started) => Ok(moving(reply(
+            202,
+            &started,
+            Some(format!("/projects/{id}")),
+        ))),
         Err(LifecycleError::NotFound) => Err(Problem::not_found(&format!("project {id}"))),
         Err(LifecycleError::Refused(why)) => Err(Problem::conflict(why)),
         Err(LifecycleError::Unavailable(e)) => Err(e.into()),
@@ -276,6 +375,7 @@ async fn start_operation(api: &Api, id: Uuid, op: Operation, headers: &HeaderMap
 /// `POST /projects/{id}/{suspend|resume|restore}` with an empty body.
 async fn operation_route(
     api: Api,
+    caller: Caller,
     id: String,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -283,39 +383,43 @@ async fn operation_route(
 ) -> Handled {
     let id = path_id(&id)?;
     empty_body(&headers, &body_bytes(body)?)?;
-    start_operation(&api, id, op, &headers).await
+    start_operation(&api, &caller, id, op, &headers).await
 }
 
 pub(super) async fn suspend_project(
     State(api): State<Api>,
+    caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Handled {
-    operation_route(api, id, headers, body, Operation::Suspend).await
+    operation_route(api, caller, id, headers, body, Operation::Suspend).await
 }
 
 pub(super) async fn resume_project(
     State(api): State<Api>,
+    caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Handled {
-    operation_route(api, id, headers, body, Operation::Resume).await
+    operation_route(api, caller, id, headers, body, Operation::Resume).await
 }
 
 pub(super) async fn restore_project(
     State(api): State<Api>,
+    caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Handled {
-    operation_route(api, id, headers, body, Operation::Restore).await
+    operation_route(api, caller, id, headers, body, Operation::Restore).await
 }
 
 /// `DELETE /projects/{id}[?purge=now]`.
 pub(super) async fn delete_project(
     State(api): State<Api>,
+    caller: Caller,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -339,7 +443,7 @@ pub(super) async fn delete_project(
             }
         }
     }
-    start_operation(&api, id, Operation::Delete { purge_now }, &headers).await
+    start_operation(&api, &caller, id, Operation::Delete { purge_now }, &headers).await
 }
 
 #[derive(Deserialize)]
@@ -351,6 +455,7 @@ struct NewKey {
 
 pub(super) async fn issue_key(
     State(api): State<Api>,
+    caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -379,7 +484,7 @@ pub(super) async fn issue_key(
             "scopes: must be 1 or 2 distinct values of: read, write",
         ));
     }
-    match api_keys::issue_key(&api.pipeline, id, scopes).await {
+    match api_keys::issue_key(&api.pipeline, id, scopes, caller.as_str()).await {
         Ok(key) => {
             use secrecy::ExposeSecret;
             let location = format!("/projects/{id}/api-keys/{}", key.id);
@@ -408,6 +513,7 @@ fn key_problem(e: KeyError, id: Uuid) -> Problem {
 
 pub(super) async fn revoke_key(
     State(api): State<Api>,
+    caller: Caller,
     Path((id, key_id)): Path<(String, String)>,
 ) -> Handled {
     let id = path_id(&id)?;
@@ -422,7 +528,7 @@ pub(super) async fn revoke_key(
             "key_id: must be 16 lowercase hex digits",
         ));
     }
-    api_keys::revoke_key(&api.pipeline, id, key_id)
+    api_keys::revoke_key(&api.pipeline, id, key_id, caller.as_str())
         .await
         .map_err(|e| key_problem(e, id))?;
     Ok(StatusCode::NO_CONTENT.into_response())
