@@ -17,6 +17,7 @@ pub mod journal;
 pub mod keys;
 pub mod lifecycle;
 pub mod lock;
+pub mod metrics;
 pub mod migrate;
 pub mod outbox;
 pub mod pipeline;

@@ -312,7 +312,7 @@ impl Reconciler {
             clusters_skipped = report.clusters_skipped.len(),
             "reconciliation"
         );
-        println!("{}", emf_line(&report));
+        crate::metrics::emit(&emf_document(&report));
         Ok(report)
     }
 
@@ -510,34 +510,26 @@ async fn adopt(
     Ok(())
 }
 
-/// The report's counts as one CloudWatch embedded-metric-format line
+/// The report's counts as one CloudWatch embedded-metric-format document
 /// (namespace `Provisioning`, no dimensions).
-pub fn emf_line(report: &ReconciliationReport) -> String {
-    let metrics = [
-        ("OrphanDatabases", report.orphans.databases),
-        ("OrphanRoles", report.orphans.roles),
-        ("OrphanSecrets", report.orphans.secrets),
-        ("MissingDatabases", report.missing.databases),
-        ("MissingRoles", report.missing.roles),
-        ("MissingSecrets", report.missing.secrets),
-        ("RoleDrift", report.drift),
-        ("OrphanPurgesStarted", report.purges_started),
-    ];
-    let mut line = serde_json::json!({
-        "_aws": {
-            "Timestamp": report.started_at.timestamp_millis(),
-            "CloudWatchMetrics": [{
-                "Namespace": "Provisioning",
-                "Dimensions": [[]],
-                "Metrics": metrics.iter().map(|(name, _)| serde_json::json!({"Name": name, "Unit": "Count"})).collect::<Vec<_>>(),
-            }],
-        },
-        "event": "reconciliation",
-    });
-    for (name, value) in metrics {
-        line[name] = value.into();
-    }
-    line.to_string()
+pub fn emf_document(report: &ReconciliationReport) -> serde_json::Value {
+    use crate::metrics::Unit::Count;
+    let count = |n: usize| n as f64;
+    crate::metrics::document(
+        &[&[]],
+        &[],
+        &[
+            ("OrphanDatabases", Count, count(report.orphans.databases)),
+            ("OrphanRoles", Count, count(report.orphans.roles)),
+            ("OrphanSecrets", Count, count(report.orphans.secrets)),
+            ("MissingDatabases", Count, count(report.missing.databases)),
+            ("MissingRoles", Count, count(report.missing.roles)),
+            ("MissingSecrets", Count, count(report.missing.secrets)),
+            ("RoleDrift", Count, count(report.drift)),
+            ("OrphanPurgesStarted", Count, count(report.purges_started)),
+        ],
+        &[("event", "reconciliation".into())],
+    )
 }
 
 /// The latest report, if a pass has run.
@@ -573,17 +565,18 @@ mod tests {
             drift: 4,
             ..Default::default()
         };
-        let line: serde_json::Value = serde_json::from_str(&emf_line(&report)).unwrap();
+        let line = emf_document(&report);
         let declared = line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
             .as_array()
             .unwrap();
+        assert_eq!(declared.len(), 8);
         for metric in declared {
             let name = metric["Name"].as_str().unwrap();
-            assert!(line[name].is_u64(), "{name} has no value");
+            assert!(line[name].is_number(), "{name} has no value");
         }
         assert_eq!(
-            (line["OrphanRoles"].as_u64(), line["RoleDrift"].as_u64()),
-            (Some(2), Some(4))
+            (line["OrphanRoles"].as_f64(), line["RoleDrift"].as_f64()),
+            (Some(2.0), Some(4.0))
         );
     }
 }

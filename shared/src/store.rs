@@ -401,8 +401,8 @@ fn refused_if_zero(changed: u64, msg: &StageMessage, to: &str) {
 pub async fn finish_run_ready(
     db: &impl GenericClient,
     msg: &StageMessage,
-) -> Result<(), StageError> {
-    db.execute(
+) -> Result<Option<i64>, StageError> {
+    let row = db.query_opt(
         "WITH p AS (
             UPDATE control_plane.projects p
                SET status = 'ready', ready_at = now(), updated_at = now(), current_stage = 'finalize',
@@ -423,7 +423,8 @@ pub async fn finish_run_ready(
                     'resources', (SELECT coalesce(jsonb_agg(jsonb_build_object('type', resource_type, 'id', resource_id)
                                                             ORDER BY resource_type, resource_id), '[]')
                                     FROM control_plane.project_resources WHERE project_id = $1))
-           FROM p",
+           FROM p
+         RETURNING (details ->> 'provisioning_ms')::bigint",
         &[
             &msg.project_id,
             &msg.run_id,
@@ -433,18 +434,20 @@ pub async fn finish_run_ready(
         ],
     )
     .await?;
-    Ok(())
+    Ok(row.and_then(|r| r.get(0)))
 }
 
 /// Closes a lifecycle run that reached its end, with an audit entry
-/// (`<kind>.succeeded`), once however often this runs.
+/// (`<kind>.succeeded`), once however often this runs; its duration when
+/// this call closed it.
 pub async fn finish_run(
     db: &impl GenericClient,
     msg: &StageMessage,
     kind: RunKind,
-) -> Result<(), StageError> {
-    db.execute(
-        "WITH r AS (
+) -> Result<Option<i64>, StageError> {
+    let row = db
+        .query_opt(
+            "WITH r AS (
             UPDATE control_plane.provisioning_runs r SET status = 'succeeded', finished_at = now()
               FROM control_plane.projects p
              WHERE r.id = $2 AND r.status = ANY($3) AND p.id = $1 AND p.current_run_id = r.id
@@ -452,18 +455,19 @@ pub async fn finish_run(
          INSERT INTO control_plane.audit_log (project_id, run_id, action, actor, details)
          SELECT $1, $2, $4 || '.succeeded', $5::text,
                 jsonb_build_object('duration_ms', r.ms::bigint, 'correlation_id', $6::uuid)
-           FROM r",
-        &[
-            &msg.project_id,
-            &msg.run_id,
-            &RunStatus::Succeeded.sources(),
-            &kind.as_str(),
-            &msg.stage.as_str(),
-            &msg.correlation_id,
-        ],
-    )
-    .await?;
-    Ok(())
+           FROM r
+         RETURNING (details ->> 'duration_ms')::bigint",
+            &[
+                &msg.project_id,
+                &msg.run_id,
+                &RunStatus::Succeeded.sources(),
+                &kind.as_str(),
+                &msg.stage.as_str(),
+                &msg.correlation_id,
+            ],
+        )
+        .await?;
+    Ok(row.and_then(|r| r.get(0)))
 }
 
 /// Turns the project's keys and service rows on or off (the access stage's

@@ -66,6 +66,20 @@ async fn a_stage_that_always_fails_reaches_the_dlq_after_three_receives_and_fail
     );
     let audit = env.count("SELECT count(*) FROM control_plane.audit_log WHERE project_id = $1 AND action = 'provisioning.failed'", created.project_id).await;
     assert_eq!(audit, 1);
+    // Metrics: three retrying attempts, one dead-lettered message, one failed project.
+    let metrics = metrics_of(created.project_id);
+    let with = |name: &str| -> Vec<&serde_json::Value> {
+        metrics.iter().filter(|m| m.get(name).is_some()).collect()
+    };
+    let dead = with("MessagesDeadLettered");
+    assert_eq!(dead.len(), 1, "{metrics:#?}");
+    assert_eq!(dead[0]["Stage"], "register-services");
+    assert_eq!(with("ProjectsFailed").len(), 1);
+    let retrying = with("StageAttempts")
+        .into_iter()
+        .filter(|m| m["Stage"] == "register-services" && m["outcome"] == "retrying")
+        .count();
+    assert_eq!(retrying, 3);
 }
 
 /// Runs until failed and checks that it failed on the first attempt with no retry.

@@ -9,6 +9,7 @@ mod events;
 mod failures;
 mod idempotency;
 mod lifecycle;
+mod metrics;
 mod placement;
 mod provision;
 mod reconcile;

@@ -763,3 +763,60 @@ fn every_operation_of_openapi_yaml_has_an_iam_authorised_route() {
         }
     }
 }
+
+/// The dashboard and the latency alarm read the metrics the code emits
+/// (`provisioning::metrics`): the dashboard body is JSON once substituted, and
+/// every metric it or the alarm names is one the code writes.
+#[test]
+fn the_dashboard_and_the_latency_alarm_watch_the_metrics_the_code_emits() {
+    let t = template();
+    let body = &t["Resources"]["Dashboard"]["Properties"]["DashboardBody"];
+    let text = match body {
+        serde_yaml::Value::Tagged(tagged) if tagged.tag == "!Sub" => {
+            tagged.value.as_str().expect("a string").to_owned()
+        }
+        other => panic!("DashboardBody is not a !Sub string: {other:?}"),
+    };
+    let json = text
+        .replace("${AWS::Region}", "us-east-1")
+        .replace("${ResourcePrefix}", "provisioning");
+    let dashboard: serde_json::Value = serde_json::from_str(&json).expect("the dashboard is JSON");
+    let widgets = dashboard["widgets"].as_array().unwrap();
+    assert!(widgets.len() >= 4);
+    let emitted = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/src/metrics.rs"
+    ))
+    .unwrap();
+    for name in [
+        "ProvisioningDuration",
+        "ProjectsFailed",
+        "MessagesDeadLettered",
+        "StageDuration",
+        "StageAttempts",
+        "OperationDuration",
+        "OperationsFailed",
+    ] {
+        assert!(json.contains(name), "the dashboard shows {name}");
+        assert!(
+            emitted.contains(&format!("\"{name}\"")),
+            "the code emits {name}"
+        );
+    }
+    for queue_metric in [
+        "ApproximateNumberOfMessagesVisible",
+        "ApproximateAgeOfOldestMessage",
+    ] {
+        assert!(json.contains(queue_metric), "{queue_metric}");
+    }
+    let alarm = &t["Resources"]["ProvisioningDurationAlarm"]["Properties"];
+    assert_eq!(
+        alarm["Namespace"].as_str(),
+        Some(provisioning::metrics::NAMESPACE)
+    );
+    assert_eq!(alarm["MetricName"].as_str(), Some("ProvisioningDuration"));
+    assert_eq!(alarm["ExtendedStatistic"].as_str(), Some("p95"));
+    // Without dimensions: the code emits an aggregate set ([]) beside Region/Cluster.
+    assert!(alarm.get("Dimensions").is_none());
+    assert!(t["Parameters"]["ProvisioningDurationAlarmMs"].is_mapping());
+}

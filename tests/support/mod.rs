@@ -70,6 +70,30 @@ fn init_aws_env() {
     });
 }
 
+/// Every EMF document the pipeline emitted in this process, parsed.
+pub fn captured_metrics() -> Vec<serde_json::Value> {
+    metric_buffer()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|line| serde_json::from_str(line).expect("an EMF line is JSON"))
+        .collect()
+}
+
+/// The EMF documents that name `project_id`.
+pub fn metrics_of(project_id: Uuid) -> Vec<serde_json::Value> {
+    let id = project_id.to_string();
+    captured_metrics()
+        .into_iter()
+        .filter(|m| m["project_id"].as_str() == Some(id.as_str()))
+        .collect()
+}
+
+fn metric_buffer() -> &'static Arc<Mutex<Vec<String>>> {
+    static BUFFER: OnceLock<Arc<Mutex<Vec<String>>>> = OnceLock::new();
+    BUFFER.get_or_init(|| Arc::new(Mutex::new(Vec::new())))
+}
+
 /// Everything the tests' subscriber has logged, as JSON lines.
 pub fn captured_logs() -> String {
     String::from_utf8_lossy(&log_buffer().lock().unwrap()).into_owned()
@@ -108,6 +132,8 @@ fn init_logs() {
         }
         let buffer = log_buffer().clone();
         provisioning::telemetry::init_with_writer(move || BufferWriter(buffer.clone()));
+        let metrics = metric_buffer().clone();
+        provisioning::metrics::set_sink(move |line| metrics.lock().unwrap().push(line.to_owned()));
     });
 }
 

@@ -49,7 +49,15 @@ fn init_logs() -> Result<String, Error> {
         .create(true)
         .append(true)
         .open(&path)?;
+    let metrics = file.try_clone()?;
     provisioning::telemetry::init_with_writer(std::sync::Mutex::new(file));
+    // EMF lines go to the log file too (on Lambda they go to stdout), so the
+    // demo's output stays the stages and the summary.
+    let metrics = std::sync::Mutex::new(metrics);
+    provisioning::metrics::set_sink(move |line| {
+        use std::io::Write;
+        let _ = writeln!(metrics.lock().unwrap(), "{line}");
+    });
     Ok(path)
 }
 

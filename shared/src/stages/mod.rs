@@ -35,7 +35,7 @@ use crate::error::StageError;
 use crate::lock::ProjectLock;
 use crate::status::{ProjectStatus, RunStatus, StageStatus};
 use crate::store::{self, ProjectRecord, Resource, RunView};
-use crate::{fault, outbox};
+use crate::{fault, metrics, outbox};
 use deadpool_postgres::Object;
 use uuid::Uuid;
 
@@ -132,6 +132,15 @@ impl StageContext<'_> {
     }
 }
 
+/// The metric of a run that failed: a failed project for provisioning, a
+/// failed operation otherwise.
+fn run_failed(kind: RunKind, msg: &StageMessage) {
+    match kind {
+        RunKind::Provision => metrics::project_failed(msg.stage.as_str(), msg.into()),
+        kind => metrics::operation_ended(kind.as_str(), None, msg.into()),
+    }
+}
+
 /// The fault point between a stage's side effects and its commit.
 pub fn before_commit(stage: Stage) -> &'static str {
     match stage {
@@ -204,7 +213,11 @@ impl Pipeline {
             };
             let error = format!("gave up after {attempts} attempts: {last}");
             match store::record_failure(&*db, msg, &error, "dead-letter", attempts).await? {
-                Some(_) => Ok(Outcome::Failed(error)),
+                Some(_) => {
+                    metrics::dead_lettered(msg.stage.as_str(), msg.into());
+                    run_failed(view.run_kind, msg);
+                    Ok(Outcome::Failed(error))
+                }
                 None => Ok(Outcome::Ignored("stage no longer open")),
             }
         })
@@ -260,6 +273,9 @@ impl Pipeline {
         let was_requested = view.project.status == ProjectStatus::Requested;
         let next = view.next_stage(msg.stage);
         let kind = view.run_kind;
+        let region = view.project.region.clone();
+        let cluster = view.project.cluster.as_ref().map(|c| c.id.clone());
+        let started = std::time::Instant::now();
         let ctx = StageContext {
             pipeline: self,
             db,
@@ -301,22 +317,51 @@ impl Pipeline {
                     )
                     .await?;
                 }
-                match (next, kind) {
-                    (Some(_), _) => {}
+                let finished = match (next, kind) {
+                    (Some(_), _) => None,
                     (None, RunKind::Provision) => store::finish_run_ready(&tx, msg).await?,
                     (None, kind) => store::finish_run(&tx, msg, kind).await?,
-                }
+                };
                 let handoff = match next {
                     Some(next) => Some(outbox::enqueue(&tx, &msg.for_stage(next)).await?),
                     None => None,
                 };
                 tx.commit().await?;
+                let elapsed = started.elapsed();
+                metrics::stage_attempt(
+                    msg.stage.as_str(),
+                    kind.as_str(),
+                    attempt,
+                    elapsed,
+                    "succeeded",
+                    msg.into(),
+                );
+                match (finished, kind) {
+                    (None, _) => {}
+                    (Some(ms), RunKind::Provision) => metrics::project_ready(
+                        &region,
+                        cluster.as_deref().unwrap_or("-"),
+                        ms,
+                        msg.into(),
+                    ),
+                    (Some(ms), kind) => {
+                        metrics::operation_ended(kind.as_str(), Some(ms), msg.into())
+                    }
+                }
                 if let Some(handoff) = handoff {
                     outbox::relay(&*db, &*self.queue, &[handoff]).await?;
                 }
                 Ok(Outcome::Completed { attempt, next })
             }
             Err(e) if e.is_retryable() => {
+                metrics::stage_attempt(
+                    msg.stage.as_str(),
+                    kind.as_str(),
+                    attempt,
+                    started.elapsed(),
+                    "retrying",
+                    msg.into(),
+                );
                 if let Err(unwritten) = store::record_retryable_error(&*db, msg, &e).await {
                     self.journal.note(msg, &e, receive_count);
                     tracing::warn!(error = %unwritten, "could not record the retryable error");
@@ -324,9 +369,20 @@ impl Pipeline {
                 Err(e)
             }
             Err(e) => {
+                metrics::stage_attempt(
+                    msg.stage.as_str(),
+                    kind.as_str(),
+                    attempt,
+                    started.elapsed(),
+                    "failed",
+                    msg.into(),
+                );
                 let error = e.to_string();
                 match store::record_failure(&*db, msg, &error, msg.stage.as_str(), 0).await? {
-                    Some(_) => Ok(Outcome::Failed(error)),
+                    Some(_) => {
+                        run_failed(kind, msg);
+                        Ok(Outcome::Failed(error))
+                    }
                     None => Ok(Outcome::Ignored("stage no longer open")),
                 }
             }
