@@ -669,8 +669,9 @@ fn sqs_event(message: &StageMessage, queue: &str) -> serde_json::Value {
 /// One real event per function, for a project brought (in-process) to the
 /// stage before the function's own.
 async fn function_events(s: &Series) -> Result<Vec<(String, serde_json::Value)>, Error> {
+    use provisioning::lifecycle::{start, Operation};
     let mut events = Vec::new();
-    for (i, stage) in Stage::ALL.into_iter().enumerate() {
+    for (i, stage) in Stage::PROVISION.into_iter().enumerate() {
         let created = create_project(&s.pipeline.db, &*s.pipeline.queue, &request(i), None).await?;
         let message = StageMessage {
             project_id: created.project_id,
@@ -678,7 +679,7 @@ async fn function_events(s: &Series) -> Result<Vec<(String, serde_json::Value)>,
             stage: Stage::Validate,
             correlation_id: created.correlation_id,
         };
-        for earlier in Stage::ALL.into_iter().take_while(|s| *s != stage) {
+        for earlier in Stage::PROVISION.into_iter().take_while(|s| *s != stage) {
             s.pipeline.run_stage(&message.for_stage(earlier)).await?;
         }
         events.push((
@@ -686,6 +687,64 @@ async fn function_events(s: &Series) -> Result<Vec<(String, serde_json::Value)>,
             sqs_event(&message.for_stage(stage), stage.as_str()),
         ));
     }
+    // The lifecycle stages: a ready project's suspend (access), and a deleted
+    // project's purge once its window has ended.
+    let mut ready = Vec::new();
+    for i in 0..2 {
+        let created =
+            create_project(&s.pipeline.db, &*s.pipeline.queue, &request(20 + i), None).await?;
+        let message = StageMessage {
+            project_id: created.project_id,
+            run_id: created.run_id,
+            stage: Stage::Validate,
+            correlation_id: created.correlation_id,
+        };
+        for stage in Stage::PROVISION {
+            s.pipeline.run_stage(&message.for_stage(stage)).await?;
+        }
+        ready.push(created.project_id);
+    }
+    let first_message = |run: &provisioning::lifecycle::StartedRun, stage: Stage| StageMessage {
+        project_id: run.project_id,
+        run_id: run.run_id,
+        stage,
+        correlation_id: run.correlation_id,
+    };
+    let suspend = start(&s.pipeline, ready[0], Operation::Suspend, None, "bench")
+        .await
+        .map_err(|e| e.to_string())?;
+    events.push((
+        "access".into(),
+        sqs_event(&first_message(&suspend, Stage::Access), "access"),
+    ));
+    let delete = start(
+        &s.pipeline,
+        ready[1],
+        Operation::Delete { purge_now: false },
+        None,
+        "bench",
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    s.pipeline
+        .run_stage(&first_message(&delete, Stage::Access))
+        .await?;
+    s.pipeline
+        .db
+        .get()
+        .await?
+        .execute(
+            "UPDATE control_plane.projects SET purge_after = now() WHERE id = $1",
+            &[&ready[1]],
+        )
+        .await?;
+    let purge = start(&s.pipeline, ready[1], Operation::PurgeDue, None, "bench")
+        .await
+        .map_err(|e| e.to_string())?;
+    events.push((
+        "purge".into(),
+        sqs_event(&first_message(&purge, Stage::Purge), "purge"),
+    ));
     let created = create_project(&s.pipeline.db, &*s.pipeline.queue, &request(99), None).await?;
     let message = StageMessage {
         project_id: created.project_id,
@@ -699,6 +758,10 @@ async fn function_events(s: &Series) -> Result<Vec<(String, serde_json::Value)>,
         &created.project_id.to_string(),
     );
     events.push(("api".into(), serde_json::from_str(&get)?));
+    let scheduled: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("events/scheduled-sweep.json")?)?;
+    events.push(("sweeper".into(), scheduled.clone()));
+    events.push(("reconciler".into(), scheduled));
     events.push(("migrate".into(), serde_json::json!({})));
     Ok(events)
 }
