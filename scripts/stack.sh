@@ -41,7 +41,7 @@ MOTO_PID_FILE=$LOCAL_DIR/moto.pid
 ENV_FILE=$LOCAL_DIR/env
 
 # Pinned Python packages for moto. Changing these makes the next `up` rebuild the venv.
-MOTO_PIN='moto[server,sqs,secretsmanager]==5.2.5'
+MOTO_PIN='moto[server,sqs,secretsmanager,events]==5.2.5'
 BOTO3_PIN='boto3==1.44.5'
 
 AWS_REGION_VALUE=us-east-1
@@ -582,7 +582,8 @@ write_env() {
             AWS_SECRET_ACCESS_KEY testing \
             AWS_EC2_METADATA_DISABLED true \
             QUEUE_URL_PREFIX "$moto_url/$AWS_ACCOUNT_ID/provisioning-" \
-            SECRET_PREFIX provisioning/projects
+            SECRET_PREFIX provisioning/projects \
+            EVENT_BUS_NAME provisioning-events
         # Single-quoted (JSON holds no single quote) rather than %q-escaped, so
         # readers that do not run a shell (the tests' .local/env parser) get it whole.
         printf "export REGISTER_CLUSTERS='%s'\n" "$register"

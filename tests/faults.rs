@@ -66,9 +66,33 @@ async fn the_api_killed_between_its_commit_and_its_send_loses_nothing_and_a_repe
             project_id
         )
         .await,
-        1,
-        "its message waits in the outbox"
+        2,
+        "its message and its event wait in the outbox"
     );
+    assert!(env.delivered_events().await.is_empty(), "nothing told yet");
+
+    // The sweeper re-sends both: the event reaches the bus, with the id it was
+    // written with.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let swept = provisioning::sweeper::Sweeper::new(env.pipeline.clone())
+        .sweep()
+        .await
+        .unwrap();
+    assert_eq!(swept.outbox_resent, 2, "{swept:?}");
+    let delivered = env.delivered_events().await;
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    assert_eq!(delivered[0].event.detail_type, "Project Requested");
+    let written: serde_json::Value = env
+        .db()
+        .await
+        .query_one(
+            "SELECT payload FROM control_plane.outbox WHERE project_id = $1 AND destination = 'event'",
+            &[&project_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(delivered[0].event.detail, written["detail"]);
 
     // The caller saw no answer and repeats the request: the same project.
     let repeat = env.post_json("/projects", &body, &key).await;
@@ -84,7 +108,8 @@ async fn the_api_killed_between_its_commit_and_its_send_loses_nothing_and_a_repe
     assert_ready(&report);
     assert_eq!(
         env.count(
-            "SELECT count(*) FROM control_plane.outbox WHERE project_id = $1 AND sent_at IS NULL",
+            "SELECT count(*) FROM control_plane.outbox
+              WHERE project_id = $1 AND sent_at IS NULL AND destination = 'stage'",
             project_id
         )
         .await,

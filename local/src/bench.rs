@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use provisioning::adapters::http::HttpRegistrar;
-use provisioning::adapters::memory::{MemorySecrets, NoQueue};
+use provisioning::adapters::memory::{MemorySecrets, NoEvents, NoQueue};
 use provisioning::domain::{NewProject, Stage, StageMessage};
 use provisioning::ports::{
     MessageQueue, Registration, RegistrationRequest, SecretStore, ServiceRegistrar,
@@ -155,6 +155,7 @@ impl ServiceRegistrar for TimedRegistrar {
 pub fn floor_pipeline(real: &Pipeline) -> Pipeline {
     let mut floor = real.clone();
     floor.queue = Arc::new(NoQueue);
+    floor.events = Arc::new(NoEvents);
     floor.secrets = Arc::new(MemorySecrets::default());
     floor.registrar = Arc::new(HttpRegistrar::new(HashMap::new(), Duration::from_secs(1)));
     floor
@@ -203,7 +204,7 @@ pub async fn registration_stub() -> std::io::Result<String> {
 /// Provisions one project on the floor; returns its wall time.
 pub async fn floor_project(floor: &Pipeline, request: &NewProject) -> Result<Duration, String> {
     let started = Instant::now();
-    let created = create_project(&floor.db, &*floor.queue, request, None)
+    let created = create_project(&floor.db, floor.destinations(), request, None)
         .await
         .map_err(|e| e.to_string())?;
     let first = StageMessage {

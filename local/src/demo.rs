@@ -232,3 +232,59 @@ pub fn print_summary(report: &ProjectReport, out: &mut impl Write) {
         let _ = writeln!(out, "secret       {secret}");
     }
 }
+
+/// Prints the project's events as they reached the bus, in the order they
+/// were written (`detail.time`), one line each: never a secret (an event
+/// carries none).
+pub fn print_events(
+    delivered: &[crate::events::Delivered],
+    project_id: uuid::Uuid,
+    out: &mut impl Write,
+) {
+    let mut ours: Vec<&serde_json::Value> = delivered
+        .iter()
+        .filter(|d| d.event.detail["project_id"] == project_id.to_string())
+        .map(|d| &d.event.detail)
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    ours.retain(|d| seen.insert(d["event_id"].as_str().unwrap_or_default().to_owned()));
+    ours.sort_by(|a, b| a["time"].as_str().cmp(&b["time"].as_str()));
+    let types: std::collections::HashMap<&str, &str> = delivered
+        .iter()
+        .map(|d| {
+            (
+                d.event.event_id().unwrap_or_default(),
+                d.event.detail_type.as_str(),
+            )
+        })
+        .collect();
+    let _ = writeln!(out, "\nevents on the bus ({}):", ours.len());
+    for d in ours {
+        let text = |k: &str| d[k].as_str().map(str::to_owned);
+        let mut what = Vec::new();
+        if let Some(stage) = text("stage") {
+            what.push(stage);
+        }
+        if let Some(attempt) = d["attempt"].as_i64() {
+            what.push(format!("attempt {attempt}"));
+        }
+        if let Some(key) = text("key_id") {
+            what.push(format!("key {key}"));
+        }
+        if let Some(error) = text("error") {
+            what.push(format!("error: {error}"));
+        }
+        let _ = writeln!(
+            out,
+            "  {}  {:<20} status {:<12} actor {:<18} {}",
+            text("time").unwrap_or_default().get(11..23).unwrap_or(""),
+            types
+                .get(d["event_id"].as_str().unwrap_or_default())
+                .copied()
+                .unwrap_or("?"),
+            text("status").unwrap_or_default(),
+            text("actor").unwrap_or_default(),
+            what.join(", ")
+        );
+    }
+}

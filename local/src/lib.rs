@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod cpu;
 pub mod demo;
+pub mod events;
 pub mod http;
 pub mod queues;
 pub mod runner;

@@ -124,6 +124,15 @@ impl Runner {
         consumer: &Consumer,
         delivery: Delivery,
     ) -> Result<PollReport, RunnerError> {
+        let messages = self.receive(consumer).await?;
+        self.handle_messages(consumer, &messages, delivery).await
+    }
+
+    /// One receive (a long poll) from the consumer's queue.
+    async fn receive(
+        &self,
+        consumer: &Consumer,
+    ) -> Result<Vec<aws_sdk_sqs::types::Message>, RunnerError> {
         let received = self
             .sqs
             .receive_message()
@@ -136,8 +145,7 @@ impl Runner {
             .map_err(|e| {
                 RunnerError::Sqs(aws_sdk_sqs::error::DisplayErrorContext(e).to_string())
             })?;
-        let messages = received.messages.unwrap_or_default();
-        self.handle_messages(consumer, &messages, delivery).await
+        Ok(received.messages.unwrap_or_default())
     }
 
     /// Hands messages already received from a queue to its function, as one
@@ -242,8 +250,16 @@ impl Runner {
         event
     }
 
-    /// Polls every queue with `workers` concurrent pollers each until `stop` flips to true.
-    pub async fn run(&self, workers: usize, mut stop: watch::Receiver<bool>) {
+    /// Polls every queue with `workers` concurrent pollers each until `stop`
+    /// flips to true. A batch already received is handled to the end, as
+    /// Lambda finishes an invocation, unless `kill` flips too: then it is
+    /// abandoned where it stands, as a killed process would.
+    pub async fn run(
+        &self,
+        workers: usize,
+        mut stop: watch::Receiver<bool>,
+        kill: watch::Receiver<bool>,
+    ) {
         let mut tasks = Vec::new();
         for consumer in &self.consumers {
             for worker in 0..workers.max(1) {
@@ -256,16 +272,23 @@ impl Runner {
                 }
                 let queue = consumer.queue_name.clone();
                 let mut stop = stop.clone();
+                let mut kill = kill.clone();
                 tasks.push(tokio::spawn(async move {
                     while !*stop.borrow() {
-                        tokio::select! {
-                            result = runner.poll(&consumer, Delivery::Normal) => {
-                                if let Err(e) = result {
-                                    tracing::warn!(queue, error = %e, "poll failed");
-                                    tokio::time::sleep(Duration::from_millis(250)).await;
-                                }
-                            }
-                            _ = stop.changed() => {}
+                        let received = tokio::select! {
+                            received = runner.receive(&consumer) => received,
+                            _ = stop.changed() => continue,
+                        };
+                        let result = match received {
+                            Ok(messages) => tokio::select! {
+                                handled = runner.handle_messages(&consumer, &messages, Delivery::Normal) => handled,
+                                _ = kill.wait_for(|k| *k) => break,
+                            },
+                            Err(e) => Err(e),
+                        };
+                        if let Err(e) = result {
+                            tracing::warn!(queue, error = %e, "poll failed");
+                            tokio::time::sleep(Duration::from_millis(250)).await;
                         }
                     }
                 }));
@@ -291,13 +314,16 @@ impl Runner {
         }
     }
 
-    /// Starts `run` in the background; dropping or calling `stop` ends it.
+    /// Starts `run` in the background; `stop` ends it once the batches in
+    /// hand are handled, `kill` (or dropping it) at once.
     pub fn spawn(self: &Arc<Self>, workers: usize) -> RunningRunner {
         let (tx, rx) = watch::channel(false);
+        let (kill, killed) = watch::channel(false);
         let runner = Arc::clone(self);
-        let task = tokio::spawn(async move { runner.run(workers, rx).await });
+        let task = tokio::spawn(async move { runner.run(workers, rx, killed).await });
         RunningRunner {
             stop: tx,
+            kill,
             task: Some(task),
         }
     }
@@ -312,20 +338,30 @@ impl Runner {
 /// A runner working in the background.
 pub struct RunningRunner {
     stop: watch::Sender<bool>,
+    kill: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningRunner {
+    /// Stops receiving and waits for the batches in hand to be handled.
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
     }
+
+    /// Stops at once: a batch in hand is abandoned mid-handler (its messages
+    /// come back after their visibility timeout), as if the process died.
+    pub async fn kill(self) {
+        let _ = self.kill.send(true);
+        self.stop().await;
+    }
 }
 
 impl Drop for RunningRunner {
     fn drop(&mut self) {
+        let _ = self.kill.send(true);
         let _ = self.stop.send(true);
     }
 }

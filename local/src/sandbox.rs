@@ -76,6 +76,8 @@ pub enum SandboxError {
     Settings(String),
     #[error("creating queues in moto: {0}")]
     Queues(#[source] aws_sdk_sqs::Error),
+    #[error("creating the event bus and its tap in moto: {0}")]
+    EventTap(String),
     #[error("building the pipeline: {0}")]
     Pipeline(String),
     #[error("registering the stack's clusters: {0}")]
@@ -92,6 +94,8 @@ pub struct Sandbox {
     pub sqs: aws_sdk_sqs::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
     pub pipeline: Pipeline,
+    /// The SQS queue every event on the sandbox's bus is copied to.
+    pub event_tap: String,
 }
 
 impl Sandbox {
@@ -131,6 +135,7 @@ impl Sandbox {
                 format!("{}/123456789012/{tag}{id}-", stack.aws_endpoint),
             ),
             ("SECRET_PREFIX", format!("{tag}-{id}/projects")),
+            ("EVENT_BUS_NAME", format!("{tag}{id}-events")),
             ("REGISTER_CLUSTERS", stack.clusters.clone()),
         ]);
         vars.extend(extra);
@@ -142,6 +147,10 @@ impl Sandbox {
         create_queues(&sqs, &settings.queue_url_prefix, queues)
             .await
             .map_err(SandboxError::Queues)?;
+        let bus = settings.event_bus_name.clone().unwrap_or_default();
+        let event_tap = crate::events::create_event_tap(&aws, &bus, &settings.queue_url_prefix)
+            .await
+            .map_err(SandboxError::EventTap)?;
         let pipeline = Pipeline::from_settings(settings.clone())
             .await
             .map_err(|e| SandboxError::Pipeline(e.to_string()))?;
@@ -161,6 +170,7 @@ impl Sandbox {
             sqs,
             secrets,
             pipeline,
+            event_tap,
         })
     }
 }

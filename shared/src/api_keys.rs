@@ -140,12 +140,13 @@ pub async fn issue_key(
                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at),
                  a AS (
                     INSERT INTO control_plane.audit_log (project_id, action, actor, details)
-                    VALUES ($2, 'api_key.issued', $7, jsonb_build_object('key_id', $1::text, 'scopes', $5::text[])))
+                    VALUES ($2, 'api_key.issued', set_config('provisioning.actor', $7, true), jsonb_build_object('key_id', $1::text, 'scopes', $5::text[])))
                  SELECT created_at FROM k",
                 &[&id, &project_id, &prefix, &hash, &scopes, &name, &actor],
             )
             .await
             .map_err(StageError::from)?;
+        p.relay_events(db, project_id).await;
         Ok(IssuedKey {
             id,
             prefix,
@@ -192,11 +193,12 @@ pub async fn revoke_key(
             db.execute(
                 "WITH k AS (UPDATE control_plane.api_keys SET revoked_at = now() WHERE id = $1)
                  INSERT INTO control_plane.audit_log (project_id, action, actor, details)
-                 VALUES ($2, 'api_key.revoked', $3, jsonb_build_object('key_id', $1::text))",
+                 VALUES ($2, 'api_key.revoked', set_config('provisioning.actor', $3, true), jsonb_build_object('key_id', $1::text))",
                 &[&key_id, &project_id, &actor],
             )
             .await
             .map_err(StageError::from)?;
+            p.relay_events(db, project_id).await;
         }
         Ok(())
     })

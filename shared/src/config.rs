@@ -30,6 +30,9 @@ pub struct Settings {
     pub queue_url_prefix: String,
     /// Secrets are named `{secret_prefix}/{project_id}/{database|api-keys}`.
     pub secret_prefix: String,
+    /// `EVENT_BUS_NAME`: the EventBridge bus the lifecycle events go to
+    /// (required by every function that writes to the control plane).
+    pub event_bus_name: Option<String>,
     /// Registration endpoint per service, where one is configured.
     pub registration_urls: HashMap<Service, String>,
     pub registration_timeout: Duration,
@@ -133,6 +136,7 @@ impl Settings {
             tls_root_cert: get("DATABASE_SSLROOTCERT"),
             register_clusters: get("REGISTER_CLUSTERS").unwrap_or_default(),
             queue_url_prefix,
+            event_bus_name: get("EVENT_BUS_NAME").filter(|name| !name.is_empty()),
             secret_prefix: get("SECRET_PREFIX")
                 .unwrap_or_else(|| DEFAULT_SECRET_PREFIX.to_owned())
                 .trim_end_matches('/')

@@ -33,6 +33,7 @@ pub const CONTROL_PLANE_MIGRATIONS: &[Migration] = &[
     migration!(3, "control_plane", "0003_clusters.sql"),
     migration!(4, "control_plane", "0004_lifecycle.sql"),
     migration!(5, "control_plane", "0005_callers.sql"),
+    migration!(6, "control_plane", "0006_events.sql"),
 ];
 
 /// Tenant schema, applied to each tenant database by create-schema.

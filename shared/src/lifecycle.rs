@@ -227,6 +227,16 @@ pub async fn start(
             let run_number: i32 = row.get(5);
             let run_id = Uuid::new_v4();
             let correlation_id = correlation_id.unwrap_or_else(Uuid::new_v4);
+            // First, as it names the actor of the events this transaction writes.
+            crate::store::audit(
+                &tx,
+                project_id,
+                Some(run_id),
+                &format!("{}.requested", plan.kind),
+                actor,
+                serde_json::json!({ "was": current.status, "status": plan.to, "cancelled_run": plan.cancels }),
+            )
+            .await?;
             if plan.cancels {
                 tx.execute(
                     "UPDATE control_plane.provisioning_runs SET status = 'cancelled', finished_at = now()
@@ -279,15 +289,6 @@ pub async fn start(
                 .await
                 .map_err(StageError::from)?
                 .ok_or_else(|| StageError::retryable("project changed while starting its run"))?;
-            crate::store::audit(
-                &tx,
-                project_id,
-                Some(run_id),
-                &format!("{}.requested", plan.kind),
-                actor,
-                serde_json::json!({ "was": current.status, "status": plan.to, "cancelled_run": plan.cancels }),
-            )
-            .await?;
             let message = StageMessage {
                 project_id,
                 run_id,
@@ -296,7 +297,9 @@ pub async fn start(
             };
             let handoff = outbox::enqueue(&tx, &message).await?;
             tx.commit().await.map_err(StageError::from)?;
-            if let Err(error) = outbox::relay(&*db, &*pipeline.queue, &[handoff]).await {
+            if let Err(error) =
+                outbox::relay(&*db, pipeline.destinations(), project_id, Some(handoff)).await
+            {
                 tracing::warn!(%project_id, %error, "first message of the run left to the sweeper");
             }
             Ok(StartedRun {

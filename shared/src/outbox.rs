@@ -1,25 +1,56 @@
-//! The outbox: a state change and the message it starts commit together.
+//! The outbox: a state change and the message or event it starts commit
+//! together.
 //!
-//! `enqueue` writes the message as a row in the caller's transaction. After the
-//! commit, `relay` sends the rows and marks them sent. A crash or a failed send
-//! between the two leaves the row unsent, and the sweeper's `resend_unsent`
-//! sends it later; receivers are idempotent, so a second send is harmless.
-//! Every stage message goes this way: the API's first message, each stage's
-//! hand-off to the next, and an operator's retry.
+//! Two destinations share it. A stage message is written by `enqueue` in the
+//! caller's transaction; an event row is written by the database's triggers
+//! in whichever transaction makes the change (`events`). After the commit,
+//! `relay` sends the writer's stage message and every unsent event of its
+//! project, and marks them sent. A crash or a failed send between the two
+//! leaves rows unsent, and the sweeper re-sends them later; receivers are
+//! idempotent (stage messages) or dedupe on the event id (events), so a
+//! second send is harmless.
 
 use crate::domain::StageMessage;
 use crate::error::StageError;
-use crate::ports::MessageQueue;
+use crate::events::Event;
+use crate::ports::{EventBus, MessageQueue};
 use deadpool_postgres::GenericClient;
 use std::time::Duration;
+use uuid::Uuid;
 
-/// A message written to the outbox and not yet known to be sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where committed rows go: stage messages to their queue, events to the bus.
+#[derive(Clone, Copy)]
+pub struct Destinations<'a> {
+    pub queue: &'a dyn MessageQueue,
+    pub events: &'a dyn EventBus,
+}
+
+/// A row written to the outbox and not yet known to be sent.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Pending {
     pub id: i64,
-    pub message: StageMessage,
-    /// Its SQS message group (`domain::message_group`).
-    pub group: String,
+    pub item: Item,
+}
+
+/// What an outbox row carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    /// A stage message, in its SQS message group (`domain::message_group`).
+    Stage {
+        message: StageMessage,
+        group: String,
+    },
+    Event(Event),
+}
+
+impl Pending {
+    /// The stage message, when the row carries one.
+    pub fn stage_message(&self) -> Option<&StageMessage> {
+        match &self.item {
+            Item::Stage { message, .. } => Some(message),
+            Item::Event(_) => None,
+        }
+    }
 }
 
 /// `domain::message_group` in SQL, over a `control_plane.projects` row.
@@ -47,23 +78,79 @@ pub async fn enqueue(
         .await?;
     Ok(Pending {
         id: row.get(0),
-        message: *message,
-        group: row
-            .get::<_, Option<String>>(1)
-            .unwrap_or_else(|| message.project_id.to_string()),
+        item: Item::Stage {
+            message: *message,
+            group: row
+                .get::<_, Option<String>>(1)
+                .unwrap_or_else(|| message.project_id.to_string()),
+        },
     })
 }
 
-/// Sends committed outbox rows and marks those sent. A failed send is noted on
-/// its row and left for the sweeper; the count of rows sent is returned.
+/// After a commit: sends `handoff` (the writer's stage message, if any) and
+/// every unsent event of the project, oldest first, and marks what was sent.
+/// Returns how many rows were sent.
 pub async fn relay(
     db: &impl GenericClient,
-    queue: &dyn MessageQueue,
+    to: Destinations<'_>,
+    project_id: Uuid,
+    handoff: Option<Pending>,
+) -> Result<usize, StageError> {
+    let rows = db
+        .query(
+            "SELECT id, payload, message_group, destination FROM control_plane.outbox
+              WHERE project_id = $1 AND destination = 'event' AND sent_at IS NULL
+              ORDER BY id LIMIT 100",
+            &[&project_id],
+        )
+        .await?;
+    let mut pending = pending_rows(&rows);
+    pending.extend(handoff);
+    send(db, to, &pending).await
+}
+
+/// Sends committed outbox rows (stage messages one by one, events in batches,
+/// both at once) and marks those sent. A failed send is noted on its row and
+/// left for the sweeper; the count of rows sent is returned.
+pub async fn send(
+    db: &impl GenericClient,
+    to: Destinations<'_>,
     pending: &[Pending],
 ) -> Result<usize, StageError> {
+    let (events, stages): (Vec<&Pending>, Vec<&Pending>) = pending
+        .iter()
+        .partition(|p| matches!(p.item, Item::Event(_)));
+    let batch: Vec<Event> = events
+        .iter()
+        .filter_map(|p| match &p.item {
+            Item::Event(e) => Some(e.clone()),
+            Item::Stage { .. } => None,
+        })
+        .collect();
+    let send_stages = async {
+        let mut results = Vec::with_capacity(stages.len());
+        for row in &stages {
+            if let Item::Stage { message, group } = &row.item {
+                results.push(to.queue.send(message, group).await);
+            }
+        }
+        results
+    };
+    let publish = async {
+        if batch.is_empty() {
+            Vec::new()
+        } else {
+            to.events.publish(&batch).await
+        }
+    };
+    let (stage_results, event_results) = tokio::join!(send_stages, publish);
     let mut sent = Vec::with_capacity(pending.len());
-    for row in pending {
-        match queue.send(&row.message, &row.group).await {
+    let outcomes = stages
+        .iter()
+        .zip(stage_results)
+        .chain(events.iter().zip(event_results));
+    for (row, result) in outcomes {
+        match result {
             Ok(()) => sent.push(row.id),
             Err(error) => {
                 tracing::warn!(outbox_id = row.id, %error, "outbox send failed; the sweeper will re-send it");
@@ -95,7 +182,7 @@ pub async fn unsent(
 ) -> Result<Vec<Pending>, StageError> {
     let rows = db
         .query(
-            "SELECT id, payload, message_group FROM control_plane.outbox
+            "SELECT id, payload, message_group, destination FROM control_plane.outbox
               WHERE sent_at IS NULL AND created_at < now() - make_interval(secs => $1)
               ORDER BY id LIMIT $2",
             &[&older_than.as_secs_f64(), &limit],
@@ -104,24 +191,26 @@ pub async fn unsent(
     Ok(pending_rows(&rows))
 }
 
-/// Outbox rows read back as `(id, payload, message_group)`. A payload that is
-/// not a stage message (written by this code, so never expected) is logged and
-/// left unsent.
+/// Outbox rows read back as `(id, payload, message_group, destination)`. A
+/// payload that does not parse (written by this code, so never expected) is
+/// logged and left unsent.
 pub fn pending_rows(rows: &[tokio_postgres::Row]) -> Vec<Pending> {
     rows.iter()
         .filter_map(|row| {
             let id: i64 = row.get(0);
             let payload: serde_json::Value = row.get(1);
             let group: Option<String> = row.get(2);
-            serde_json::from_value(payload)
-                .map(|message: StageMessage| Pending {
-                    id,
+            let item = match row.get::<_, &str>(3) {
+                "event" => serde_json::from_value(payload).map(Item::Event),
+                _ => serde_json::from_value(payload).map(|message: StageMessage| Item::Stage {
                     group: group.unwrap_or_else(|| message.project_id.to_string()),
                     message,
-                })
-                .map_err(|e| {
-                    tracing::error!(outbox_id = id, error = %e, "outbox row is not a stage message")
-                })
+                }),
+            };
+            item.map(|item| Pending { id, item })
+                .map_err(
+                    |e| tracing::error!(outbox_id = id, error = %e, "outbox row does not parse"),
+                )
                 .ok()
         })
         .collect()

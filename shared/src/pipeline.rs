@@ -3,12 +3,14 @@
 //! SQS, Secrets Manager, HTTP registrar).
 
 use crate::adapters::{
-    aws_config, http::HttpRegistrar, secrets_manager::SecretsManagerStore, sqs::SqsQueue,
+    aws_config, eventbridge::EventBridgeBus, http::HttpRegistrar,
+    secrets_manager::SecretsManagerStore, sqs::SqsQueue,
 };
 use crate::cluster::AdminPools;
 use crate::config::{DatabaseSource, Settings};
 use crate::journal::Journal;
-use crate::ports::{MessageQueue, SecretStore, ServiceRegistrar};
+use crate::outbox::Destinations;
+use crate::ports::{EventBus, MessageQueue, SecretStore, ServiceRegistrar};
 use crate::secrets::DatabaseCredentials;
 use deadpool_postgres::Pool;
 use secrecy::ExposeSecret;
@@ -24,6 +26,8 @@ pub struct Pipeline {
     pub tls: crate::tls::MakeRustlsConnect,
     pub db: Pool,
     pub queue: Arc<dyn MessageQueue>,
+    /// The lifecycle events' bus.
+    pub events: Arc<dyn EventBus>,
     pub secrets: Arc<dyn SecretStore>,
     pub registrar: Arc<dyn ServiceRegistrar>,
     /// Attempts this instance could not write when they happened.
@@ -33,9 +37,14 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Builds the real adapters: the Postgres pool, SQS, Secrets Manager and the
-    /// HTTP registrar. Clients are cheap to build and connect lazily.
+    /// Builds the real adapters: the Postgres pool, SQS, EventBridge, Secrets
+    /// Manager and the HTTP registrar. Clients are cheap to build and connect
+    /// lazily.
     pub async fn from_settings(mut settings: Settings) -> Result<Pipeline, Error> {
+        let bus_name = settings
+            .event_bus_name
+            .clone()
+            .ok_or("configuration: EVENT_BUS_NAME: not set (the bus the lifecycle events go to)")?;
         let aws = aws_config().await;
         let secrets_client = aws_sdk_secretsmanager::Client::new(&aws);
         resolve_database(&mut settings, &secrets_client).await?;
@@ -60,6 +69,10 @@ impl Pipeline {
             tls,
             db,
             queue: Arc::new(queue),
+            events: Arc::new(EventBridgeBus::new(
+                aws_sdk_eventbridge::Client::new(&aws),
+                bus_name,
+            )),
             secrets,
             registrar: Arc::new(registrar),
             journal: Default::default(),
@@ -85,6 +98,14 @@ pub fn admin_pools(settings: &Settings, secrets: &Arc<dyn SecretStore>) -> Arc<A
 }
 
 impl Pipeline {
+    /// Where this pipeline's committed outbox rows go.
+    pub fn destinations(&self) -> Destinations<'_> {
+        Destinations {
+            queue: &*self.queue,
+            events: &*self.events,
+        }
+    }
+
     /// The same pipeline with a pool (and a journal) of its own, as another
     /// function instance would have (the local runner gives one to every queue
     /// consumer).

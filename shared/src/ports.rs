@@ -15,6 +15,14 @@ pub trait MessageQueue: Send + Sync {
     async fn send(&self, message: &StageMessage, group: &str) -> Result<(), StageError>;
 }
 
+/// Publishes lifecycle events (`events::Event`) to the bus.
+#[async_trait]
+pub trait EventBus: Send + Sync {
+    /// Puts the events, in order; one result per event (a batch can be partly
+    /// refused).
+    async fn publish(&self, events: &[crate::events::Event]) -> Vec<Result<(), StageError>>;
+}
+
 /// Stores secret values by name.
 #[async_trait]
 pub trait SecretStore: Send + Sync {

@@ -5,8 +5,8 @@ use crate::domain::{NewProject, RunKind, Stage, StageMessage};
 use crate::error::StageError;
 use crate::idempotency::{self, Binding};
 use crate::keys;
+use crate::outbox::Destinations;
 use crate::pipeline::Pipeline;
-use crate::ports::MessageQueue;
 use crate::status::ProjectStatus;
 use crate::{fault, outbox};
 use deadpool_postgres::{Object, Pool};
@@ -126,13 +126,13 @@ pub fn validate_new_project(p: &NewProject) -> Result<(), ValidationError> {
 /// Validates the request and creates the project (see `create_project_keyed`).
 pub async fn create_project(
     db: &Pool,
-    queue: &dyn MessageQueue,
+    to: Destinations<'_>,
     request: &NewProject,
     correlation_id: Option<Uuid>,
 ) -> Result<CreatedProject, CreateProjectError> {
     match create_project_keyed(
         db,
-        queue,
+        to,
         request,
         correlation_id,
         None,
@@ -152,7 +152,7 @@ pub async fn create_project(
 /// it, so a stored project is always started and a key always has its project.
 pub async fn create_project_keyed(
     db: &Pool,
-    queue: &dyn MessageQueue,
+    to: Destinations<'_>,
     request: &NewProject,
     correlation_id: Option<Uuid>,
     key: Option<&RequestKey>,
@@ -191,6 +191,15 @@ pub async fn create_project_keyed(
             Binding::Mismatch => return Err(CreateProjectError::KeyReused),
         }
     }
+    crate::store::audit(
+        &tx,
+        project_id,
+        Some(run_id),
+        "project.created",
+        actor,
+        serde_json::json!({ "name": request.name.trim(), "region": request.region }),
+    )
+    .await?;
     let services = serde_json::to_value(request.services).expect("serialisable");
     let inserted = tx
         .execute(
@@ -233,15 +242,6 @@ pub async fn create_project_keyed(
         },
     )
     .await?;
-    crate::store::audit(
-        &tx,
-        project_id,
-        Some(run_id),
-        "project.created",
-        actor,
-        serde_json::json!({ "name": request.name.trim(), "region": request.region }),
-    )
-    .await?;
     let first = StageMessage {
         project_id,
         run_id,
@@ -251,7 +251,7 @@ pub async fn create_project_keyed(
     let handoff = outbox::enqueue(&tx, &first).await?;
     tx.commit().await.map_err(StageError::from)?;
     fault::point(project_id, AFTER_CREATE_COMMIT).await;
-    if let Err(error) = outbox::relay(&conn, queue, &[handoff]).await {
+    if let Err(error) = outbox::relay(&conn, to, project_id, Some(handoff)).await {
         // Committed: the sweeper re-sends a row not marked sent.
         tracing::warn!(%project_id, %error, "first stage message left to the sweeper");
     }
@@ -464,6 +464,20 @@ pub async fn resume_project(
             let run_number: i32 = row.get(5);
             let run_id = Uuid::new_v4();
             let correlation_id = correlation_id.unwrap_or_else(Uuid::new_v4);
+            // First, as it names the actor of the events this transaction writes.
+            let action = match kind {
+                RunKind::Provision => "provisioning.retried".to_owned(),
+                k => format!("{k}.retried"),
+            };
+            crate::store::audit(
+                &tx,
+                project_id,
+                Some(run_id),
+                &action,
+                actor,
+                serde_json::json!({ "resume_from": start, "run_number": run_number, "was": status }),
+            )
+            .await?;
             // A stuck run is closed: its late messages change nothing.
             tx.execute(
                 "UPDATE control_plane.provisioning_runs SET status = 'failed', finished_at = now()
@@ -501,19 +515,6 @@ pub async fn resume_project(
             )
             .await
             .map_err(StageError::from)?;
-            let action = match kind {
-                RunKind::Provision => "provisioning.retried".to_owned(),
-                k => format!("{k}.retried"),
-            };
-            crate::store::audit(
-                &tx,
-                project_id,
-                Some(run_id),
-                &action,
-                actor,
-                serde_json::json!({ "resume_from": start, "run_number": run_number, "was": status }),
-            )
-            .await?;
             let message = StageMessage {
                 project_id,
                 run_id,
@@ -522,7 +523,9 @@ pub async fn resume_project(
             };
             let handoff = outbox::enqueue(&tx, &message).await?;
             tx.commit().await.map_err(StageError::from)?;
-            if let Err(error) = outbox::relay(&*db, &*pipeline.queue, &[handoff]).await {
+            if let Err(error) =
+                outbox::relay(&*db, pipeline.destinations(), project_id, Some(handoff)).await
+            {
                 tracing::warn!(%project_id, %error, "retry message left to the sweeper");
             }
             Ok(ResumedProject {

@@ -359,7 +359,7 @@ pub async fn record_failure(
                  a AS (
                     INSERT INTO control_plane.audit_log (project_id, run_id, action, actor, details)
                     SELECT $4, $1, CASE WHEN s.kind = 'provision' THEN 'provisioning' ELSE s.kind END || '.failed',
-                           $8::text,
+                           set_config('provisioning.actor', $8::text, true),
                            jsonb_build_object('stage', $2::text, 'attempts', s.attempts, 'error', $3::text,
                                               'correlation_id', $9::uuid)
                       FROM s)
@@ -512,6 +512,9 @@ pub async fn forget_project(db: &impl GenericClient, project_id: Uuid) -> Result
     Ok(())
 }
 
+/// Writes an audit entry. Its actor also becomes the actor of every event the
+/// transaction writes from then on (the `provisioning.actor` setting the event
+/// triggers read), so an entry comes before the changes it accounts for.
 pub async fn audit(
     db: &impl GenericClient,
     project_id: Uuid,
@@ -521,7 +524,8 @@ pub async fn audit(
     details: serde_json::Value,
 ) -> Result<(), StageError> {
     db.execute(
-        "INSERT INTO control_plane.audit_log (project_id, run_id, action, actor, details) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO control_plane.audit_log (project_id, run_id, action, actor, details)
+         VALUES ($1, $2, $3, set_config('provisioning.actor', $4, true), $5)",
         &[&project_id, &run_id, &action, &actor, &details],
     )
     .await?;

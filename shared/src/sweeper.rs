@@ -71,9 +71,10 @@ impl Sweeper {
         let settings = &self.pipeline.settings;
         let db = self.pipeline.db.get().await?;
         let unsent = outbox::unsent(&db, settings.outbox_resend_after, BATCH).await?;
-        let resent = outbox::relay(&db, &*self.pipeline.queue, &unsent).await?;
+        let to = self.pipeline.destinations();
+        let resent = outbox::send(&db, to, &unsent).await?;
         let kicked = kick_stalled_runs(&db, settings.stalled_after()).await?;
-        let rekicked = outbox::relay(&db, &*self.pipeline.queue, &kicked).await?;
+        let rekicked = outbox::send(&db, to, &kicked).await?;
         let due = lifecycle::purges_due(&db, BATCH).await?;
         // Starting a purge takes the project's lock on a connection of its
         // own: this one is given back first (no hold-and-wait).
@@ -139,7 +140,7 @@ async fn kick_stalled_runs(
                                            'correlation_id', k.correlation_id),
                         (SELECT {} FROM control_plane.projects WHERE id = k.project_id)
                    FROM kicked k
-                 RETURNING id, payload, message_group",
+                 RETURNING id, payload, message_group, destination",
                 store::stalled_runs_sql(true),
                 outbox::MESSAGE_GROUP_SQL
             ),
@@ -147,8 +148,7 @@ async fn kick_stalled_runs(
         )
         .await?;
     let pending = outbox::pending_rows(&rows);
-    for kicked in &pending {
-        let m = &kicked.message;
+    for m in pending.iter().filter_map(Pending::stage_message) {
         tracing::info!(
             project_id = %m.project_id,
             run_id = %m.run_id,

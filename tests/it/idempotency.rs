@@ -44,7 +44,7 @@ async fn every_message_delivered_twice_and_out_of_order_gives_one_of_everything(
     let (pipeline, runner) = env.with_queue(Arc::new(DuplicatingQueue(env.pipeline.queue.clone())));
     let created = provisioning::project::create_project(
         &pipeline.db,
-        &*pipeline.queue,
+        pipeline.destinations(),
         &project("twice"),
         None,
     )

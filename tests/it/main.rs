@@ -5,6 +5,7 @@
 
 mod api;
 mod connections;
+mod event_bus;
 mod events;
 mod failures;
 mod idempotency;

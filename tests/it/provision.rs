@@ -275,7 +275,7 @@ async fn an_invalid_request_names_the_field_and_writes_nothing() {
     ] {
         let err = provisioning::project::create_project(
             &env.pipeline.db,
-            &*env.pipeline.queue,
+            env.pipeline.destinations(),
             &request,
             None,
         )
@@ -447,7 +447,7 @@ async fn control_plane_credentials_can_come_from_a_secrets_manager_secret() {
     let runner = std::sync::Arc::new(local_dev::Runner::new(env.sqs.clone(), pipeline.clone()));
     let created = provisioning::project::create_project(
         &pipeline.db,
-        &*pipeline.queue,
+        pipeline.destinations(),
         &project("from-secret"),
         None,
     )
@@ -516,7 +516,7 @@ async fn stage_messages_carry_the_organization_or_the_project_as_message_group()
         .db()
         .await
         .query(
-            "SELECT project_id::text, message_group FROM control_plane.outbox ORDER BY 1",
+            "SELECT project_id::text, message_group FROM control_plane.outbox WHERE destination = 'stage' ORDER BY 1",
             &[],
         )
         .await

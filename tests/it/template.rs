@@ -242,7 +242,11 @@ fn the_template_declares_the_local_stacks_queues_with_the_same_redrive_and_visib
         LOCAL_QUEUE_NAME_PREFIX
     );
 
-    let queues = resources_of_type(&t, "AWS::SQS::Queue");
+    // Each stage's queue and DLQ, and the webhook's DLQ (only with a WebhookUrl).
+    let queues: Vec<_> = resources_of_type(&t, "AWS::SQS::Queue")
+        .into_iter()
+        .filter(|(id, _)| *id != "WebhookDeadLetterQueue")
+        .collect();
     assert_eq!(queues.len(), 2 * Stage::ALL.len());
     let by_name = |name: String| {
         queues
@@ -819,4 +823,137 @@ fn the_dashboard_and_the_latency_alarm_watch_the_metrics_the_code_emits() {
     // Without dimensions: the code emits an aggregate set ([]) beside Region/Cluster.
     assert!(alarm.get("Dimensions").is_none());
     assert!(t["Parameters"]["ProvisioningDurationAlarmMs"].is_mapping());
+}
+
+#[test]
+fn every_function_but_migrate_may_put_events_on_the_stacks_bus_only_and_is_told_its_name() {
+    let t = template();
+    let env = &t["Globals"]["Function"]["Environment"]["Variables"];
+    assert_eq!(
+        tagged(&env["EVENT_BUS_NAME"]),
+        ("!Ref".to_owned(), Value::String("EventBus".into()))
+    );
+    let mut putters = Vec::new();
+    for (id, function) in resources_of_type(&t, "AWS::Serverless::Function") {
+        let policies: Vec<&Value> = function["Properties"]["Policies"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.get("EventBridgePutEventsPolicy"))
+            .collect();
+        for policy in &policies {
+            assert_eq!(
+                tagged(&policy["EventBusName"]),
+                ("!Ref".to_owned(), Value::String("EventBus".into())),
+                "{id}: PutEvents on the stack's bus only"
+            );
+        }
+        if !policies.is_empty() {
+            putters.push(id);
+        }
+    }
+    let mut expected: Vec<String> = resources_of_type(&t, "AWS::Serverless::Function")
+        .into_iter()
+        .map(|(id, _)| id.to_owned())
+        .filter(|id| id != "MigrateFunction")
+        .collect();
+    expected.sort();
+    assert_eq!(
+        sorted(putters.iter().map(|s| s.to_string()).collect()),
+        expected
+    );
+    assert_eq!(expected.len(), 12);
+
+    // The bus is archived, every event of ours.
+    let archive = &t["Resources"]["EventArchive"]["Properties"];
+    assert_eq!(
+        tagged(&archive["SourceArn"]),
+        ("!GetAtt".to_owned(), Value::String("EventBus.Arn".into()))
+    );
+    assert_eq!(
+        archive["EventPattern"]["source"][0].as_str(),
+        Some(provisioning::events::SOURCE)
+    );
+}
+
+#[test]
+fn the_webhook_is_eventbridges_own_delivery_with_a_secret_header_retries_and_a_dead_letter_queue() {
+    let t = template();
+    assert_eq!(
+        parameter_default(&t, "WebhookUrl"),
+        Value::String(String::new())
+    );
+    let resources = &t["Resources"];
+    for id in [
+        "WebhookSecret",
+        "WebhookConnection",
+        "WebhookDestination",
+        "WebhookDeadLetterQueue",
+        "WebhookDeadLetterQueuePolicy",
+        "WebhookRole",
+        "WebhookRule",
+        "WebhookUndeliveredAlarm",
+    ] {
+        assert_eq!(
+            resources[id]["Condition"].as_str(),
+            Some("HasWebhook"),
+            "{id} exists only with a WebhookUrl"
+        );
+    }
+    let connection = &resources["WebhookConnection"]["Properties"];
+    assert_eq!(connection["AuthorizationType"].as_str(), Some("API_KEY"));
+    let (_, value) = tagged(&connection["AuthParameters"]["ApiKeyAuthParameters"]["ApiKeyValue"]);
+    assert!(
+        value
+            .as_str()
+            .unwrap()
+            .starts_with("{{resolve:secretsmanager:${WebhookSecret}"),
+        "the header value comes from the secret, never the template: {value:?}"
+    );
+    let destination = &resources["WebhookDestination"]["Properties"];
+    assert_eq!(
+        tagged(&destination["InvocationEndpoint"]),
+        ("!Ref".to_owned(), Value::String("WebhookUrl".into()))
+    );
+    let rule = &resources["WebhookRule"]["Properties"];
+    assert_eq!(
+        tagged(&rule["EventBusName"]),
+        ("!Ref".to_owned(), Value::String("EventBus".into()))
+    );
+    assert_eq!(
+        tagged(&rule["EventPattern"]["detail-type"]),
+        (
+            "!Ref".to_owned(),
+            Value::String("WebhookDetailTypes".into())
+        )
+    );
+    let target = &rule["Targets"][0];
+    assert_eq!(
+        tagged(&target["Arn"]),
+        (
+            "!GetAtt".to_owned(),
+            Value::String("WebhookDestination.Arn".into())
+        )
+    );
+    assert!(
+        target["RetryPolicy"]["MaximumRetryAttempts"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(
+        tagged(&target["DeadLetterConfig"]["Arn"]),
+        (
+            "!GetAtt".to_owned(),
+            Value::String("WebhookDeadLetterQueue.Arn".into())
+        )
+    );
+    // The default detail types are real ones.
+    let defaults = parameter_default(&t, "WebhookDetailTypes");
+    for detail_type in defaults.as_str().unwrap().split(',') {
+        assert!(
+            provisioning::events::DETAIL_TYPES.contains(&detail_type),
+            "{detail_type} is not a detail type"
+        );
+    }
 }

@@ -156,6 +156,8 @@ pub struct TestEnv {
     pub sqs: aws_sdk_sqs::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
     pub database_name: String,
+    /// The queue every event on this environment's bus is copied to.
+    pub event_tap: String,
 }
 
 impl TestEnv {
@@ -195,7 +197,17 @@ impl TestEnv {
             sqs: sandbox.sqs,
             secrets: sandbox.secrets,
             database_name: sandbox.database_name,
+            event_tap: sandbox.event_tap,
         }
+    }
+
+    /// The events delivered to this environment's bus since the last call
+    /// (read from its tap queue until it stays empty for a second).
+    pub async fn delivered_events(&self) -> Vec<local_dev::events::Delivered> {
+        local_dev::events::drain_tap(&self.sqs, &self.event_tap, Duration::from_secs(1))
+            .await
+            .expect("event tap")
+            .0
     }
 
     /// A second, independent pipeline on the same state (another "Lambda instance").
@@ -214,9 +226,14 @@ impl TestEnv {
     }
 
     pub async fn create(&self, request: &NewProject) -> CreatedProject {
-        create_project(&self.pipeline.db, &*self.pipeline.queue, request, None)
-            .await
-            .expect("create project")
+        create_project(
+            &self.pipeline.db,
+            self.pipeline.destinations(),
+            request,
+            None,
+        )
+        .await
+        .expect("create project")
     }
 
     pub async fn report(&self, project_id: Uuid) -> ProjectReport {
@@ -683,7 +700,7 @@ pub async fn crash_at(env: &TestEnv, project_id: Uuid, point: &'static str) {
         .await
         .unwrap_or_else(|_| panic!("{point} was not reached"))
         .expect("armed");
-    running.stop().await;
+    running.kill().await;
 }
 
 /// A tenant login with the project's stored credentials, or its refusal.

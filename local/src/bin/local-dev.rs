@@ -61,7 +61,7 @@ fn init_logs() -> Result<String, Error> {
     Ok(path)
 }
 
-async fn setup() -> Result<(Pipeline, Runner), Error> {
+async fn setup() -> Result<(Pipeline, Runner, String), Error> {
     let mut settings = Settings::from_env()?;
     let queue_settings = QueueSettings::from_env()?;
     let aws = provisioning::adapters::aws_config().await;
@@ -86,9 +86,11 @@ async fn setup() -> Result<(Pipeline, Runner), Error> {
         "control plane at schema version {version}; queues {}<stage> (visibility {} s, {} receives to DLQ)",
         settings.queue_url_prefix, queue_settings.visibility_timeout_secs, queue_settings.max_receive_count
     );
+    let bus = settings.event_bus_name.clone().unwrap_or_default();
+    let tap = local_dev::events::create_event_tap(&aws, &bus, &settings.queue_url_prefix).await?;
     let pipeline = Pipeline::from_settings(settings).await?;
     let runner = Runner::new(sqs, pipeline.clone());
-    Ok((pipeline, runner))
+    Ok((pipeline, runner, tap))
 }
 
 /// Starts the runner and the local API; returns the API's base URL and a stop switch.
@@ -107,7 +109,7 @@ async fn start(
 
 async fn run() -> Result<(), Error> {
     let log = init_logs()?;
-    let (pipeline, runner) = setup().await?;
+    let (pipeline, runner, _) = setup().await?;
     let port = std::env::var("API_PORT")
         .ok()
         .and_then(|p| p.parse().ok())
@@ -128,7 +130,7 @@ async fn run_demo(file: &str, lifecycle: bool) -> Result<ExitCode, Error> {
     let started = Instant::now();
     let log = init_logs()?;
     let body = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
-    let (pipeline, runner) = setup().await?;
+    let (pipeline, runner, tap) = setup().await?;
     let (base_url, stop, running) = start(pipeline, runner, 0).await?;
     let client = provisioning::tls::http_client()?.build()?;
     let response = client
@@ -166,6 +168,10 @@ async fn run_demo(file: &str, lifecycle: bool) -> Result<ExitCode, Error> {
     running.stop().await;
     let report = report?;
     demo::print_summary(&report, &mut stdout);
+    let sqs = aws_sdk_sqs::Client::new(&provisioning::adapters::aws_config().await);
+    let (delivered, _) =
+        local_dev::events::drain_tap(&sqs, &tap, Duration::from_millis(500)).await?;
+    demo::print_events(&delivered, project_id, &mut stdout);
     println!(
         "\ndemo finished in {:.1} s; JSON logs in {log}",
         started.elapsed().as_secs_f64()

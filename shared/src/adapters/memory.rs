@@ -3,7 +3,8 @@
 
 use crate::domain::StageMessage;
 use crate::error::StageError;
-use crate::ports::{MessageQueue, SecretStore};
+use crate::events::Event;
+use crate::ports::{EventBus, MessageQueue, SecretStore};
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
@@ -17,6 +18,16 @@ pub struct NoQueue;
 impl MessageQueue for NoQueue {
     async fn send(&self, _message: &StageMessage, _group: &str) -> Result<(), StageError> {
         Ok(())
+    }
+}
+
+/// A bus that publishes nothing: the floor tells no one.
+pub struct NoEvents;
+
+#[async_trait]
+impl EventBus for NoEvents {
+    async fn publish(&self, events: &[Event]) -> Vec<Result<(), StageError>> {
+        events.iter().map(|_| Ok(())).collect()
     }
 }
 

@@ -1,6 +1,7 @@
 //! Adapters behind the ports: AWS SQS, AWS Secrets Manager and HTTP, and the
 //! in-memory ones the benchmark's floor uses.
 
+pub mod eventbridge;
 pub mod http;
 pub mod memory;
 pub mod secrets_manager;

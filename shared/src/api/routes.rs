@@ -210,7 +210,7 @@ pub(super) async fn create_project(
     let request: NewProject = json_body(&headers, &body)?;
     let creation = project::create_project_keyed(
         &api.pipeline.db,
-        &*api.pipeline.queue,
+        api.pipeline.destinations(),
         &request,
         correlation_id(&headers),
         key.as_ref(),

@@ -214,6 +214,7 @@ impl Pipeline {
             let error = format!("gave up after {attempts} attempts: {last}");
             match store::record_failure(&*db, msg, &error, "dead-letter", attempts).await? {
                 Some(_) => {
+                    self.relay_events(db, msg.project_id).await;
                     metrics::dead_lettered(msg.stage.as_str(), msg.into());
                     run_failed(view.run_kind, msg);
                     Ok(Outcome::Failed(error))
@@ -239,6 +240,14 @@ impl Pipeline {
         let result = work(&mut lock).await;
         lock.release().await;
         result
+    }
+
+    /// Relays the project's committed events; one left unsent is the
+    /// sweeper's (the change they tell of is already committed).
+    pub async fn relay_events(&self, db: &Object, project_id: Uuid) {
+        if let Err(error) = outbox::relay(db, self.destinations(), project_id, None).await {
+            tracing::warn!(%project_id, %error, "events left to the sweeper");
+        }
     }
 
     async fn flush_journal(&self, db: &Object) -> Result<(), StageError> {
@@ -348,9 +357,7 @@ impl Pipeline {
                         metrics::operation_ended(kind.as_str(), Some(ms), msg.into())
                     }
                 }
-                if let Some(handoff) = handoff {
-                    outbox::relay(&*db, &*self.queue, &[handoff]).await?;
-                }
+                outbox::relay(&*db, self.destinations(), msg.project_id, handoff).await?;
                 Ok(Outcome::Completed { attempt, next })
             }
             Err(e) if e.is_retryable() => {
@@ -362,9 +369,12 @@ impl Pipeline {
                     "retrying",
                     msg.into(),
                 );
-                if let Err(unwritten) = store::record_retryable_error(&*db, msg, &e).await {
-                    self.journal.note(msg, &e, receive_count);
-                    tracing::warn!(error = %unwritten, "could not record the retryable error");
+                match store::record_retryable_error(&*db, msg, &e).await {
+                    Ok(()) => self.relay_events(db, msg.project_id).await,
+                    Err(unwritten) => {
+                        self.journal.note(msg, &e, receive_count);
+                        tracing::warn!(error = %unwritten, "could not record the retryable error");
+                    }
                 }
                 Err(e)
             }
@@ -380,6 +390,7 @@ impl Pipeline {
                 let error = e.to_string();
                 match store::record_failure(&*db, msg, &error, msg.stage.as_str(), 0).await? {
                     Some(_) => {
+                        self.relay_events(db, msg.project_id).await;
                         run_failed(kind, msg);
                         Ok(Outcome::Failed(error))
                     }

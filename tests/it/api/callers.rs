@@ -71,6 +71,21 @@ async fn the_callers_principal_is_the_actor_its_key_is_its_own_and_moving_work_s
         .parse()
         .unwrap();
     assert_ne!(first, second, "two callers' keys never collide");
+    // Each project's first event names its caller.
+    for (id, caller) in [(first, OPERATOR), (second, AUDITOR)] {
+        let actor: String = env
+            .db()
+            .await
+            .query_one(
+                "SELECT payload #>> '{detail,actor}' FROM control_plane.outbox
+                  WHERE project_id = $1 AND payload ->> 'detail_type' = 'Project Requested'",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(actor, caller);
+    }
 
     // While it is provisioned, looking at it says when to look again; once ready, not.
     let moving = env

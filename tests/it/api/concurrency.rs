@@ -32,7 +32,7 @@ async fn fifty_concurrent_creates_on_the_local_api_get_no_5xx() {
         env.db()
             .await
             .query_one(
-                "SELECT count(*) FROM control_plane.outbox WHERE sent_at IS NOT NULL",
+                "SELECT count(*) FROM control_plane.outbox WHERE sent_at IS NOT NULL AND destination = 'stage'",
                 &[]
             )
             .await

@@ -217,7 +217,8 @@ pub async fn latency(
     // cluster state (the floor's run while the runner idles on long polls).
     for i in 0..projects {
         floor_times.push(floor_project(&floor, &request(i)).await?);
-        let created = create_project(&s.pipeline.db, &*s.pipeline.queue, &request(i), None).await?;
+        let created =
+            create_project(&s.pipeline.db, s.pipeline.destinations(), &request(i), None).await?;
         let times = wait_ready(&s, &[created.project_id]).await?;
         e2e.push(Duration::from_secs_f64((times[0].1 - times[0].0) / 1000.0));
         ids.push(created.project_id);
@@ -343,7 +344,7 @@ pub async fn throughput(
     let mut ids = Vec::new();
     for i in 0..projects {
         ids.push(
-            create_project(&s.pipeline.db, &*s.pipeline.queue, &request(i), None)
+            create_project(&s.pipeline.db, s.pipeline.destinations(), &request(i), None)
                 .await?
                 .project_id,
         );
@@ -400,7 +401,7 @@ pub async fn scale(
             ids.push(
                 create_project(
                     &s.pipeline.db,
-                    &*s.pipeline.queue,
+                    s.pipeline.destinations(),
                     &request(b * batch + i),
                     None,
                 )
@@ -672,7 +673,8 @@ async fn function_events(s: &Series) -> Result<Vec<(String, serde_json::Value)>,
     use provisioning::lifecycle::{start, Operation};
     let mut events = Vec::new();
     for (i, stage) in Stage::PROVISION.into_iter().enumerate() {
-        let created = create_project(&s.pipeline.db, &*s.pipeline.queue, &request(i), None).await?;
+        let created =
+            create_project(&s.pipeline.db, s.pipeline.destinations(), &request(i), None).await?;
         let message = StageMessage {
             project_id: created.project_id,
             run_id: created.run_id,
@@ -691,8 +693,13 @@ async fn function_events(s: &Series) -> Result<Vec<(String, serde_json::Value)>,
     // project's purge once its window has ended.
     let mut ready = Vec::new();
     for i in 0..2 {
-        let created =
-            create_project(&s.pipeline.db, &*s.pipeline.queue, &request(20 + i), None).await?;
+        let created = create_project(
+            &s.pipeline.db,
+            s.pipeline.destinations(),
+            &request(20 + i),
+            None,
+        )
+        .await?;
         let message = StageMessage {
             project_id: created.project_id,
             run_id: created.run_id,
@@ -745,7 +752,13 @@ async fn function_events(s: &Series) -> Result<Vec<(String, serde_json::Value)>,
         "purge".into(),
         sqs_event(&first_message(&purge, Stage::Purge), "purge"),
     ));
-    let created = create_project(&s.pipeline.db, &*s.pipeline.queue, &request(99), None).await?;
+    let created = create_project(
+        &s.pipeline.db,
+        s.pipeline.destinations(),
+        &request(99),
+        None,
+    )
+    .await?;
     let message = StageMessage {
         project_id: created.project_id,
         run_id: created.run_id,
