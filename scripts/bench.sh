@@ -4,7 +4,8 @@
 # function size, init time and peak RSS. Prints one table, writes
 # bench/results.md (with date and machine) and puts it into docs/benchmarks.md.
 # Sizes of the series: BENCH_LATENCY (50), BENCH_BURST (100), BENCH_SCALE (2000, over the stack's two clusters),
-# BENCH_INIT_RUNS (20).
+# BENCH_INIT_RUNS (20). BENCH_BASELINE=DIR also measures the builds in DIR/<function>/bootstrap (size, init)
+# in the same run, for a before/after.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

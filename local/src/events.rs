@@ -14,8 +14,19 @@ pub fn tap_queue_name(queue_url_prefix: &str) -> String {
     format!("{}events-tap", crate::queues::name_prefix(queue_url_prefix))
 }
 
+/// Creates (or finds) the bus. Idempotent.
+pub async fn create_bus(aws: &aws_config::SdkConfig, bus_name: &str) -> Result<(), String> {
+    let events = aws_sdk_eventbridge::Client::new(aws);
+    match events.create_event_bus().name(bus_name).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some("ResourceAlreadyExistsException") => Ok(()),
+        Err(e) => Err(format!("creating event bus {bus_name}: {e:?}")),
+    }
+}
+
 /// Creates (or finds) the bus, the tap queue and the rule between them;
-/// returns the tap queue's URL. Idempotent.
+/// returns the tap queue's URL. Idempotent. (The benchmark's buses have no
+/// tap: what EventBridge does after `PutEvents` is not the pipeline's work.)
 pub async fn create_event_tap(
     aws: &aws_config::SdkConfig,
     bus_name: &str,
@@ -23,11 +34,7 @@ pub async fn create_event_tap(
 ) -> Result<String, String> {
     let events = aws_sdk_eventbridge::Client::new(aws);
     let sqs = aws_sdk_sqs::Client::new(aws);
-    match events.create_event_bus().name(bus_name).send().await {
-        Ok(_) => {}
-        Err(e) if e.code() == Some("ResourceAlreadyExistsException") => {}
-        Err(e) => return Err(format!("creating event bus {bus_name}: {e:?}")),
-    }
+    create_bus(aws, bus_name).await?;
     let queue = sqs
         .create_queue()
         .queue_name(tap_queue_name(queue_url_prefix))

@@ -76,7 +76,7 @@ pub enum SandboxError {
     Settings(String),
     #[error("creating queues in moto: {0}")]
     Queues(#[source] aws_sdk_sqs::Error),
-    #[error("creating the event bus and its tap in moto: {0}")]
+    #[error("creating the event bus in moto: {0}")]
     EventTap(String),
     #[error("building the pipeline: {0}")]
     Pipeline(String),
@@ -94,8 +94,6 @@ pub struct Sandbox {
     pub sqs: aws_sdk_sqs::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
     pub pipeline: Pipeline,
-    /// The SQS queue every event on the sandbox's bus is copied to.
-    pub event_tap: String,
 }
 
 impl Sandbox {
@@ -148,7 +146,7 @@ impl Sandbox {
             .await
             .map_err(SandboxError::Queues)?;
         let bus = settings.event_bus_name.clone().unwrap_or_default();
-        let event_tap = crate::events::create_event_tap(&aws, &bus, &settings.queue_url_prefix)
+        crate::events::create_bus(&aws, &bus)
             .await
             .map_err(SandboxError::EventTap)?;
         let pipeline = Pipeline::from_settings(settings.clone())
@@ -170,7 +168,6 @@ impl Sandbox {
             sqs,
             secrets,
             pipeline,
-            event_tap,
         })
     }
 }

@@ -51,10 +51,28 @@ BEGIN
         ) || extra));
 END $$;
 
--- Projects: created, a new run started, or a status reached within a run.
-CREATE FUNCTION control_plane.project_events() RETURNS trigger LANGUAGE plpgsql AS $$
+-- A run's failure: the stage that failed it first (a run can also be closed
+-- with no stage failed: stuck, then retried), then `detail_type`.
+CREATE FUNCTION control_plane.emit_run_failure(detail_type text, project uuid, run uuid, extra jsonb)
+RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     failed record;
+BEGIN
+    SELECT s.stage, s.attempts, s.last_error INTO failed
+      FROM control_plane.provisioning_stages s
+     WHERE s.run_id = run AND s.status = 'failed'
+     ORDER BY s.position LIMIT 1;
+    IF failed.stage IS NOT NULL THEN
+        PERFORM control_plane.emit_event('Stage Failed', project, run,
+                                         failed.stage, failed.attempts, failed.last_error);
+    END IF;
+    PERFORM control_plane.emit_event(detail_type, project, run, failed.stage, failed.attempts,
+                                     coalesce(failed.last_error, 'the run stopped without finishing'),
+                                     extra);
+END $$;
+
+-- Projects: created, a new run started, or a status reached within a run.
+CREATE FUNCTION control_plane.project_events() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
         -- Its run is stored next, in the same transaction: the kind is known.
@@ -65,18 +83,8 @@ BEGIN
                                          jsonb_build_object('previous_status', OLD.status));
     ELSIF NEW.status IS DISTINCT FROM OLD.status THEN
         IF NEW.status = 'failed' THEN
-            -- The stage that failed it comes first, from the same change.
-            SELECT s.stage, s.attempts, s.last_error INTO failed
-              FROM control_plane.provisioning_stages s
-             WHERE s.run_id = NEW.current_run_id AND s.status = 'failed'
-             ORDER BY s.position LIMIT 1;
-            IF failed.stage IS NOT NULL THEN
-                PERFORM control_plane.emit_event('Stage Failed', NEW.id, NEW.current_run_id,
-                                                 failed.stage, failed.attempts, failed.last_error);
-            END IF;
-            PERFORM control_plane.emit_event('Project Failed', NEW.id, NEW.current_run_id,
-                                             NEW.failed_stage, failed.attempts, NEW.last_error,
-                                             jsonb_build_object('previous_status', OLD.status));
+            PERFORM control_plane.emit_run_failure('Project Failed', NEW.id, NEW.current_run_id,
+                                                   jsonb_build_object('previous_status', OLD.status));
         ELSIF NEW.status IN ('provisioning', 'ready', 'purged') THEN
             PERFORM control_plane.emit_event('Project ' || initcap(NEW.status), NEW.id, NEW.current_run_id,
                                              NULL, NULL, NULL,
@@ -97,7 +105,6 @@ CREATE TRIGGER project_events
 -- is the project's `ready` or `failed`, and a purge's is `purged`).
 CREATE FUNCTION control_plane.run_events() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    failed record;
     project_status text;
 BEGIN
     IF NEW.kind IN ('provision', 'purge') OR OLD.status <> 'running' THEN
@@ -110,17 +117,7 @@ BEGIN
                           WHEN 'delete' THEN 'Project Deleted' ELSE 'Project Restored' END,
             NEW.project_id, NEW.id, NULL, NULL, NULL);
     ELSIF NEW.status = 'failed' THEN
-        SELECT s.stage, s.attempts, s.last_error INTO failed
-          FROM control_plane.provisioning_stages s
-         WHERE s.run_id = NEW.id AND s.status = 'failed'
-         ORDER BY s.position LIMIT 1;
-        IF failed.stage IS NOT NULL THEN
-            PERFORM control_plane.emit_event('Stage Failed', NEW.project_id, NEW.id,
-                                             failed.stage, failed.attempts, failed.last_error);
-        END IF;
-        PERFORM control_plane.emit_event('Operation Failed', NEW.project_id, NEW.id,
-                                         failed.stage, failed.attempts,
-                                         coalesce(failed.last_error, 'the run stopped without finishing'));
+        PERFORM control_plane.emit_run_failure('Operation Failed', NEW.project_id, NEW.id, '{}');
     END IF;
     RETURN NULL;
 END $$;

@@ -8,13 +8,18 @@ use crate::adapters::{
 };
 use crate::cluster::AdminPools;
 use crate::config::{DatabaseSource, Settings};
+use crate::domain::Service;
+use crate::error::StageError;
 use crate::journal::Journal;
 use crate::outbox::Destinations;
-use crate::ports::{EventBus, MessageQueue, SecretStore, ServiceRegistrar};
+use crate::ports::{
+    EventBus, MessageQueue, Registration, RegistrationRequest, SecretStore, ServiceRegistrar,
+};
 use crate::secrets::DatabaseCredentials;
 use deadpool_postgres::Pool;
 use secrecy::ExposeSecret;
 use std::sync::Arc;
+use uuid::Uuid;
 
 pub type Error = lambda_runtime::Error;
 
@@ -40,7 +45,27 @@ impl Pipeline {
     /// Builds the real adapters: the Postgres pool, SQS, EventBridge, Secrets
     /// Manager and the HTTP registrar. Clients are cheap to build and connect
     /// lazily.
-    pub async fn from_settings(mut settings: Settings) -> Result<Pipeline, Error> {
+    pub async fn from_settings(settings: Settings) -> Result<Pipeline, Error> {
+        Pipeline::build(settings, |s| {
+            Arc::new(HttpRegistrar::new(
+                s.registration_urls.clone(),
+                s.registration_timeout,
+            ))
+        })
+        .await
+    }
+
+    /// The same, for a function that never calls the platform's services
+    /// (the API, the sweeper, the reconciler): with no HTTP registrar, the
+    /// HTTP client stays out of its binary.
+    pub async fn without_service_calls(settings: Settings) -> Result<Pipeline, Error> {
+        Pipeline::build(settings, |_| Arc::new(NoServiceCalls)).await
+    }
+
+    async fn build(
+        mut settings: Settings,
+        registrar: impl FnOnce(&Settings) -> Arc<dyn ServiceRegistrar>,
+    ) -> Result<Pipeline, Error> {
         let bus_name = settings
             .event_bus_name
             .clone()
@@ -59,10 +84,7 @@ impl Pipeline {
             settings.queue_url_prefix.clone(),
         );
         let secrets: Arc<dyn SecretStore> = Arc::new(SecretsManagerStore::new(secrets_client));
-        let registrar = HttpRegistrar::new(
-            settings.registration_urls.clone(),
-            settings.registration_timeout,
-        );
+        let registrar = registrar(&settings);
         let clusters = admin_pools(&settings, &secrets);
         Ok(Pipeline {
             settings: Arc::new(settings),
@@ -74,11 +96,51 @@ impl Pipeline {
                 bus_name,
             )),
             secrets,
-            registrar: Arc::new(registrar),
+            registrar,
             journal: Default::default(),
             clusters,
         })
     }
+}
+
+/// The registrar of a function that calls no platform service. Asked anyway
+/// (a wiring mistake), it refuses for good rather than pretend.
+struct NoServiceCalls;
+
+#[async_trait::async_trait]
+impl ServiceRegistrar for NoServiceCalls {
+    fn is_configured(&self, _service: Service) -> bool {
+        false
+    }
+
+    async fn register(&self, request: &RegistrationRequest) -> Result<Registration, StageError> {
+        Err(refused(request.service))
+    }
+
+    async fn set_enabled(
+        &self,
+        service: Service,
+        _project_id: Uuid,
+        _enabled: bool,
+        _correlation_id: Uuid,
+    ) -> Result<(), StageError> {
+        Err(refused(service))
+    }
+
+    async fn deregister(
+        &self,
+        service: Service,
+        _project_id: Uuid,
+        _correlation_id: Uuid,
+    ) -> Result<(), StageError> {
+        Err(refused(service))
+    }
+}
+
+fn refused(service: Service) -> StageError {
+    StageError::permanent(format!(
+        "this function calls no platform service ({service} asked)"
+    ))
 }
 
 /// One message holds one connection at a time (the project's lock is taken on
@@ -146,4 +208,27 @@ pub async fn resolve_database(
         .dbname(&credentials.dbname);
     settings.database = DatabaseSource::Config(Box::new(config));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_function_without_service_calls_refuses_them_for_good() {
+        let registrar = NoServiceCalls;
+        assert!(!registrar.is_configured(Service::Auth));
+        let project_id = Uuid::new_v4();
+        let err = registrar
+            .deregister(Service::Storage, project_id, Uuid::new_v4())
+            .await
+            .unwrap_err();
+        assert!(!err.is_retryable());
+        assert!(err.to_string().contains("storage"), "{err}");
+        let err = registrar
+            .set_enabled(Service::Realtime, project_id, true, Uuid::new_v4())
+            .await
+            .unwrap_err();
+        assert!(!err.is_retryable(), "{err}");
+    }
 }

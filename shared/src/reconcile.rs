@@ -118,7 +118,9 @@ pub struct Reconciler {
 impl Reconciler {
     pub async fn from_env() -> Result<Reconciler, lambda_runtime::Error> {
         let settings = Settings::from_env()?;
-        Ok(Reconciler::new(Pipeline::from_settings(settings).await?))
+        Ok(Reconciler::new(
+            Pipeline::without_service_calls(settings).await?,
+        ))
     }
 
     pub fn new(pipeline: Pipeline) -> Reconciler {

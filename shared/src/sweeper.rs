@@ -51,7 +51,9 @@ pub struct Sweeper {
 impl Sweeper {
     pub async fn from_env() -> Result<Sweeper, lambda_runtime::Error> {
         let settings = Settings::from_env()?;
-        Ok(Sweeper::new(Pipeline::from_settings(settings).await?))
+        Ok(Sweeper::new(
+            Pipeline::without_service_calls(settings).await?,
+        ))
     }
 
     pub fn new(pipeline: Pipeline) -> Sweeper {

@@ -308,6 +308,8 @@ async fn a_provisioning_tells_each_step_once_in_order_and_every_event_reaches_th
             .await
             .unwrap();
     assert_delivered(&delivered, &events);
+    let ready_body = bodies.iter().find(|b| b.contains("\"Project Ready\""));
+    eprintln!("Project Ready as delivered: {}", ready_body.unwrap());
 
     // No secret: not a key, its secret part, its hash, nor the tenant's password.
     let plaintexts = plaintext_keys(&env, created.project_id).await;

@@ -188,6 +188,17 @@ impl TestEnv {
         let sandbox = Sandbox::create(&stack, "cp", settings, queues)
             .await
             .unwrap_or_else(|e| panic!("{e}: {HOW_TO_START}"));
+        let event_tap = local_dev::events::create_event_tap(
+            &provisioning::adapters::aws_config().await,
+            sandbox
+                .settings
+                .event_bus_name
+                .as_deref()
+                .unwrap_or_default(),
+            &sandbox.settings.queue_url_prefix,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {HOW_TO_START}"));
         let runner = Arc::new(Runner::new(sandbox.sqs.clone(), sandbox.pipeline.clone()));
         TestEnv {
             id: sandbox.id,
@@ -197,7 +208,7 @@ impl TestEnv {
             sqs: sandbox.sqs,
             secrets: sandbox.secrets,
             database_name: sandbox.database_name,
-            event_tap: sandbox.event_tap,
+            event_tap,
         }
     }
 

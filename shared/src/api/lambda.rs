@@ -13,6 +13,6 @@ pub type Error = lambda_runtime::Error;
 pub async fn router_from_env() -> Result<Router, Error> {
     let settings = Settings::from_env()?;
     Ok(router(Api {
-        pipeline: Pipeline::from_settings(settings).await?,
+        pipeline: Pipeline::without_service_calls(settings).await?,
     }))
 }

@@ -134,6 +134,17 @@ pub struct Functions {
     /// Cold starts behind each init median.
     pub init_runs: usize,
     pub functions: Vec<Function>,
+    /// `BENCH_BASELINE`: a directory of other builds of the functions
+    /// (`<dir>/<function>/bootstrap`), measured in the same run, cold start
+    /// for cold start alternately with these.
+    pub baseline: Option<String>,
+}
+
+/// A function's other build, from `BENCH_BASELINE`.
+#[derive(Debug, Clone)]
+pub struct Baseline {
+    pub binary_bytes: u64,
+    pub init_median: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -148,4 +159,6 @@ pub struct Function {
     /// its whole answer.
     pub answered: bool,
     pub answer: String,
+    /// The same function's baseline build, when one was measured.
+    pub baseline: Option<Baseline>,
 }

@@ -60,7 +60,10 @@ async fn main() -> Result<(), Error> {
     let scale = measure::scale(&stub, scale_n, &mut open).await?;
     print!("{}", report::scale(&scale));
 
-    let functions = measure::functions(&stub, init_runs, &mut open).await?;
+    let baseline = std::env::var("BENCH_BASELINE")
+        .ok()
+        .filter(|d| !d.is_empty());
+    let functions = measure::functions(&stub, init_runs, baseline, &mut open).await?;
     print!("{}", report::functions(&functions));
 
     let figures = Figures {

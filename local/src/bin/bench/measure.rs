@@ -1,7 +1,7 @@
 //! The series: each sets up what it needs, measures, and returns its figures.
 
 use crate::figures::{
-    ClusterUse, Function, Functions, Latency, Machine, OperationLatency, PortUse, Scale,
+    Baseline, ClusterUse, Function, Functions, Latency, Machine, OperationLatency, PortUse, Scale,
     StageTimes, ThroughputRun,
 };
 use local_dev::bench::{
@@ -545,19 +545,39 @@ impl ConnectionSampler {
 pub async fn functions(
     registration: &str,
     init_runs: usize,
+    baseline: Option<String>,
     open: &mut KeptOpen,
 ) -> Result<Functions, Error> {
     let f = series("functions", registration).await?;
     let events = function_events(&f).await?;
     let mut functions = Vec::new();
     for (name, event) in &events {
-        functions.push(one_function(&f, name, event, init_runs).await?);
+        functions.push(one_function(&f, name, event, init_runs, baseline.as_deref()).await?);
     }
     open.series.push(f);
     Ok(Functions {
         init_runs,
         functions,
+        baseline,
     })
+}
+
+fn binary_size(binary: &str) -> Result<u64, Error> {
+    Ok(std::fs::metadata(binary)
+        .map_err(|e| format!("{binary}: {e} (make build first)"))?
+        .len())
+}
+
+/// Process start to the first `next` request, once.
+async fn cold_start(f: &Series, binary: &str, function: &str) -> Result<Duration, Error> {
+    let runtime = FakeRuntime::start(None).await?;
+    let started = Instant::now();
+    let mut child = spawn(binary, function, &runtime.address, &f.env)?;
+    let first = tokio::time::timeout(Duration::from_secs(10), runtime.first_next())
+        .await
+        .map_err(|_| format!("{function}: no next request"))?;
+    child.kill().await?;
+    Ok(first - started)
 }
 
 async fn one_function(
@@ -565,22 +585,26 @@ async fn one_function(
     function: &str,
     event: &serde_json::Value,
     init_runs: usize,
+    baseline_dir: Option<&str>,
 ) -> Result<Function, Error> {
     let binary = format!("target/lambda/{function}/bootstrap");
-    let binary_bytes = std::fs::metadata(&binary)
-        .map_err(|e| format!("{binary}: {e} (make build first)"))?
-        .len();
+    let binary_bytes = binary_size(&binary)?;
+    let other = baseline_dir.map(|dir| format!("{dir}/{function}/bootstrap"));
     let mut inits = Vec::new();
+    let mut other_inits = Vec::new();
     for _ in 0..init_runs {
-        let runtime = FakeRuntime::start(None).await?;
-        let started = Instant::now();
-        let mut child = spawn(&binary, function, &runtime.address, &f.env)?;
-        let first = tokio::time::timeout(Duration::from_secs(10), runtime.first_next())
-            .await
-            .map_err(|_| format!("{function}: no next request"))?;
-        inits.push(first - started);
-        child.kill().await?;
+        inits.push(cold_start(f, &binary, function).await?);
+        if let Some(other) = &other {
+            other_inits.push(cold_start(f, other, function).await?);
+        }
     }
+    let baseline = match &other {
+        Some(other) => Some(Baseline {
+            binary_bytes: binary_size(other)?,
+            init_median: percentile(&other_inits, 50.0),
+        }),
+        None => None,
+    };
     let runtime = FakeRuntime::start(Some(event.to_string().into_bytes())).await?;
     let mut child = spawn(&binary, function, &runtime.address, &f.env)?;
     let (answered, body) = tokio::time::timeout(Duration::from_secs(60), runtime.outcome())
@@ -595,6 +619,7 @@ async fn one_function(
         peak_rss_kib,
         answered,
         answer: String::from_utf8_lossy(&body).into_owned(),
+        baseline,
     })
 }
 

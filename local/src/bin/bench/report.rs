@@ -288,6 +288,27 @@ pub fn functions(f: &Functions) -> String {
     let mut r = Lines::default();
     r.line(format!("## Functions as shipped (release, x86_64, stripped): init = process start to first `next` request, median of {}", f.init_runs));
     r.line("");
+    if let Some(dir) = &f.baseline {
+        r.line(format!(
+            "Baseline: the builds in `{dir}`, measured in this run (their cold starts alternate with these)."
+        ));
+        r.line("");
+        r.line("| function | binary MB, baseline | binary MB | init ms, baseline | init ms |");
+        r.line("|---|---:|---:|---:|---:|");
+        for function in &f.functions {
+            if let Some(b) = &function.baseline {
+                r.line(format!(
+                    "| {} | {:.2} | {:.2} | {:.1} | {:.1} |",
+                    function.name,
+                    b.binary_bytes as f64 / 1e6,
+                    function.binary_bytes as f64 / 1e6,
+                    ms(b.init_median),
+                    ms(function.init_median)
+                ));
+            }
+        }
+        r.line("");
+    }
     r.line("| function | binary MB (10^6 bytes) | init ms (median) | peak RSS MiB (one invocation) | answer |");
     r.line("|---|---:|---:|---:|---|");
     for (function, row) in f.functions.iter().zip(function_rows(f)) {
@@ -402,6 +423,7 @@ mod tests {
             peak_rss_kib: rss_kib,
             answered: true,
             answer: answer.into(),
+            baseline: None,
         }
     }
 
@@ -503,6 +525,7 @@ mod tests {
                 connection_budget: 200,
             },
             functions: Functions {
+                baseline: None,
                 init_runs: 20,
                 functions: vec![
                     function("validate", 7.27, 4.6, 9216, ok),
