@@ -241,25 +241,16 @@ pub fn print_events(
     project_id: uuid::Uuid,
     out: &mut impl Write,
 ) {
-    let mut ours: Vec<&serde_json::Value> = delivered
+    let mut ours: Vec<&crate::events::Delivered> = delivered
         .iter()
         .filter(|d| d.event.detail["project_id"] == project_id.to_string())
-        .map(|d| &d.event.detail)
         .collect();
     let mut seen = std::collections::HashSet::new();
-    ours.retain(|d| seen.insert(d["event_id"].as_str().unwrap_or_default().to_owned()));
-    ours.sort_by(|a, b| a["time"].as_str().cmp(&b["time"].as_str()));
-    let types: std::collections::HashMap<&str, &str> = delivered
-        .iter()
-        .map(|d| {
-            (
-                d.event.event_id().unwrap_or_default(),
-                d.event.detail_type.as_str(),
-            )
-        })
-        .collect();
+    ours.retain(|d| seen.insert(d.event.event_id()));
+    ours.sort_by_key(|d| d.event.detail["time"].as_str());
     let _ = writeln!(out, "\nevents on the bus ({}):", ours.len());
-    for d in ours {
+    for delivered in ours {
+        let d = &delivered.event.detail;
         let text = |k: &str| d[k].as_str().map(str::to_owned);
         let mut what = Vec::new();
         if let Some(stage) = text("stage") {
@@ -278,10 +269,7 @@ pub fn print_events(
             out,
             "  {}  {:<20} status {:<12} actor {:<18} {}",
             text("time").unwrap_or_default().get(11..23).unwrap_or(""),
-            types
-                .get(d["event_id"].as_str().unwrap_or_default())
-                .copied()
-                .unwrap_or("?"),
+            delivered.event.detail_type,
             text("status").unwrap_or_default(),
             text("actor").unwrap_or_default(),
             what.join(", ")

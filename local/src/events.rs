@@ -5,7 +5,6 @@
 
 use aws_sdk_eventbridge::error::ProvideErrorMetadata;
 use aws_sdk_eventbridge::types::Target;
-use aws_sdk_sqs::types::QueueAttributeName;
 use provisioning::events::{Event, SOURCE};
 use std::time::Duration;
 
@@ -24,14 +23,21 @@ pub async fn create_bus(aws: &aws_config::SdkConfig, bus_name: &str) -> Result<(
     }
 }
 
-/// Creates (or finds) the bus, the tap queue and the rule between them;
-/// returns the tap queue's URL. Idempotent. (The benchmark's buses have no
-/// tap: what EventBridge does after `PutEvents` is not the pipeline's work.)
+/// The queue a rule on the bus copies every event of ours to.
+#[derive(Clone, Debug)]
+pub struct EventTap {
+    sqs: aws_sdk_sqs::Client,
+    pub url: String,
+}
+
+/// Creates (or finds) the bus, the tap queue and the rule between them.
+/// Idempotent. (The benchmark's buses have no tap: what EventBridge does
+/// after `PutEvents` is not the pipeline's work.)
 pub async fn create_event_tap(
     aws: &aws_config::SdkConfig,
     bus_name: &str,
     queue_url_prefix: &str,
-) -> Result<String, String> {
+) -> Result<EventTap, String> {
     let events = aws_sdk_eventbridge::Client::new(aws);
     let sqs = aws_sdk_sqs::Client::new(aws);
     create_bus(aws, bus_name).await?;
@@ -42,16 +48,9 @@ pub async fn create_event_tap(
         .await
         .map_err(|e| format!("creating the event tap queue: {e:?}"))?;
     let url = queue.queue_url().unwrap_or_default().to_owned();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
+    let arn = crate::queues::queue_arn(&sqs, &url)
         .await
-        .map_err(|e| format!("reading the tap queue's ARN: {e:?}"))?
-        .attributes()
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .unwrap_or_default();
+        .map_err(|e| format!("reading the tap queue's ARN: {e:?}"))?;
     events
         .put_rule()
         .name("tap")
@@ -74,7 +73,7 @@ pub async fn create_event_tap(
         .send()
         .await
         .map_err(|e| format!("putting the tap target: {e:?}"))?;
-    Ok(url)
+    Ok(EventTap { sqs, url })
 }
 
 /// One event read back from the tap: the EventBridge envelope's id, source,
@@ -86,55 +85,54 @@ pub struct Delivered {
     pub event: Event,
 }
 
-/// Receives everything on the tap queue until it has been empty for `quiet`,
-/// deleting what it read; the raw bodies are returned too (for the no-secret
-/// check).
-pub async fn drain_tap(
-    sqs: &aws_sdk_sqs::Client,
-    url: &str,
-    quiet: Duration,
-) -> Result<(Vec<Delivered>, Vec<String>), String> {
-    let mut delivered = Vec::new();
-    let mut bodies = Vec::new();
-    let mut last_seen = std::time::Instant::now();
-    while last_seen.elapsed() < quiet {
-        let out = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(0)
-            .send()
-            .await
-            .map_err(|e| format!("reading the event tap: {e:?}"))?;
-        let messages = out.messages();
-        if messages.is_empty() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        }
-        last_seen = std::time::Instant::now();
-        for m in messages {
-            let body = m.body().unwrap_or_default().to_owned();
-            let envelope: serde_json::Value =
-                serde_json::from_str(&body).map_err(|e| format!("tap message is not JSON: {e}"))?;
-            let text = |k: &str| envelope[k].as_str().unwrap_or_default().to_owned();
-            delivered.push(Delivered {
-                envelope_id: text("id"),
-                source: text("source"),
-                event: Event {
-                    detail_type: text("detail-type"),
-                    detail: envelope["detail"].clone(),
-                },
-            });
-            bodies.push(body);
-            if let Some(handle) = m.receipt_handle() {
-                sqs.delete_message()
-                    .queue_url(url)
-                    .receipt_handle(handle)
-                    .send()
-                    .await
-                    .map_err(|e| format!("deleting a tap message: {e:?}"))?;
+impl EventTap {
+    /// Receives everything on the tap queue until it has been empty for `quiet`,
+    /// deleting what it read; the raw bodies are returned too (for the no-secret
+    /// check).
+    pub async fn drain(&self, quiet: Duration) -> Result<(Vec<Delivered>, Vec<String>), String> {
+        let (sqs, url) = (&self.sqs, self.url.as_str());
+        let mut delivered = Vec::new();
+        let mut bodies = Vec::new();
+        let mut last_seen = std::time::Instant::now();
+        while last_seen.elapsed() < quiet {
+            let out = sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .map_err(|e| format!("reading the event tap: {e:?}"))?;
+            let messages = out.messages();
+            if messages.is_empty() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            last_seen = std::time::Instant::now();
+            for m in messages {
+                let body = m.body().unwrap_or_default().to_owned();
+                let envelope: serde_json::Value = serde_json::from_str(&body)
+                    .map_err(|e| format!("tap message is not JSON: {e}"))?;
+                let text = |k: &str| envelope[k].as_str().unwrap_or_default().to_owned();
+                delivered.push(Delivered {
+                    envelope_id: text("id"),
+                    source: text("source"),
+                    event: Event {
+                        detail_type: text("detail-type"),
+                        detail: envelope["detail"].clone(),
+                    },
+                });
+                bodies.push(body);
+                if let Some(handle) = m.receipt_handle() {
+                    sqs.delete_message()
+                        .queue_url(url)
+                        .receipt_handle(handle)
+                        .send()
+                        .await
+                        .map_err(|e| format!("deleting a tap message: {e:?}"))?;
+                }
             }
         }
+        Ok((delivered, bodies))
     }
-    Ok((delivered, bodies))
 }

@@ -49,6 +49,21 @@ pub fn name_prefix(queue_url_prefix: &str) -> &str {
         .unwrap_or(queue_url_prefix)
 }
 
+/// A queue's ARN, from its URL.
+pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, aws_sdk_sqs::Error> {
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?;
+    Ok(attributes
+        .attributes()
+        .and_then(|a: &HashMap<QueueAttributeName, String>| a.get(&QueueAttributeName::QueueArn))
+        .cloned()
+        .unwrap_or_default())
+}
+
 /// Creates (or finds) every stage queue and DLQ. Idempotent.
 pub async fn create_queues(
     sqs: &aws_sdk_sqs::Client,
@@ -68,20 +83,7 @@ pub async fn create_queues(
             )
             .send()
             .await?;
-        let dlq_url = dlq.queue_url().unwrap_or_default().to_owned();
-        let attributes = sqs
-            .get_queue_attributes()
-            .queue_url(&dlq_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await?;
-        let dlq_arn = attributes
-            .attributes()
-            .and_then(|a: &HashMap<QueueAttributeName, String>| {
-                a.get(&QueueAttributeName::QueueArn)
-            })
-            .cloned()
-            .unwrap_or_default();
+        let dlq_arn = queue_arn(sqs, dlq.queue_url().unwrap_or_default()).await?;
         let redrive = serde_json::json!({
             "deadLetterTargetArn": dlq_arn,
             "maxReceiveCount": settings.max_receive_count.to_string(),

@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 pub const SOURCE: &str = "provisioning";
 
 /// Every detail type, in the order `docs/events.md` lists them. Stable: a
-/// receiver's rule names them.
-pub const DETAIL_TYPES: [&str; 14] = [
+/// receiver's rule names them. The key events' detail names the key by its
+/// id, prefix and scopes (never the key).
+pub const DETAIL_TYPES: [&str; 16] = [
     "Project Requested",
     "Project Provisioning",
     "Project Ready",
@@ -30,11 +31,9 @@ pub const DETAIL_TYPES: [&str; 14] = [
     "Stage Succeeded",
     "Stage Retrying",
     "Stage Failed",
+    "Api Key Issued",
+    "Api Key Revoked",
 ];
-
-/// The key detail types, apart because their detail differs (the key's id,
-/// prefix and scopes; never the key).
-pub const KEY_DETAIL_TYPES: [&str; 2] = ["Api Key Issued", "Api Key Revoked"];
 
 /// One event as stored in the outbox and put on the bus: the detail is the
 /// JSON the trigger built (`detail.event_id`, `project_id`, `run_id`, ...).

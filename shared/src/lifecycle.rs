@@ -297,11 +297,8 @@ pub async fn start(
             };
             let handoff = outbox::enqueue(&tx, &message).await?;
             tx.commit().await.map_err(StageError::from)?;
-            if let Err(error) =
-                outbox::relay(&*db, pipeline.destinations(), project_id, Some(handoff)).await
-            {
-                tracing::warn!(%project_id, %error, "first message of the run left to the sweeper");
-            }
+            outbox::relay_or_leave(&*db, pipeline.destinations(), project_id, Some(handoff))
+                .await;
             Ok(StartedRun {
                 project_id,
                 run_id,

@@ -109,6 +109,19 @@ pub async fn relay(
     send(db, to, &pending).await
 }
 
+/// `relay` for a writer whose change is committed whatever happens next: a
+/// failure is logged and the rows are left to the sweeper.
+pub async fn relay_or_leave(
+    db: &impl GenericClient,
+    to: Destinations<'_>,
+    project_id: Uuid,
+    handoff: Option<Pending>,
+) {
+    if let Err(error) = relay(db, to, project_id, handoff).await {
+        tracing::warn!(%project_id, %error, "outbox rows left to the sweeper");
+    }
+}
+
 /// Sends committed outbox rows (stage messages one by one, events in batches,
 /// both at once) and marks those sent. A failed send is noted on its row and
 /// left for the sweeper; the count of rows sent is returned.
@@ -117,47 +130,36 @@ pub async fn send(
     to: Destinations<'_>,
     pending: &[Pending],
 ) -> Result<usize, StageError> {
-    let (events, stages): (Vec<&Pending>, Vec<&Pending>) = pending
-        .iter()
-        .partition(|p| matches!(p.item, Item::Event(_)));
-    let batch: Vec<Event> = events
-        .iter()
-        .filter_map(|p| match &p.item {
-            Item::Event(e) => Some(e.clone()),
-            Item::Stage { .. } => None,
-        })
-        .collect();
+    let mut stages = Vec::new();
+    let (mut event_ids, mut batch) = (Vec::new(), Vec::new());
+    for row in pending {
+        match &row.item {
+            Item::Stage { message, group } => stages.push((row.id, message, group.as_str())),
+            Item::Event(event) => {
+                event_ids.push(row.id);
+                batch.push(event.clone());
+            }
+        }
+    }
     let send_stages = async {
         let mut results = Vec::with_capacity(stages.len());
-        for row in &stages {
-            if let Item::Stage { message, group } = &row.item {
-                results.push(to.queue.send(message, group).await);
-            }
+        for (_, message, group) in &stages {
+            results.push(to.queue.send(message, group).await);
         }
         results
     };
-    let publish = async {
-        if batch.is_empty() {
-            Vec::new()
-        } else {
-            to.events.publish(&batch).await
-        }
-    };
-    let (stage_results, event_results) = tokio::join!(send_stages, publish);
+    let (stage_results, event_results) = tokio::join!(send_stages, to.events.publish(&batch));
+    let ids = stages.iter().map(|(id, ..)| *id).chain(event_ids);
     let mut sent = Vec::with_capacity(pending.len());
-    let outcomes = stages
-        .iter()
-        .zip(stage_results)
-        .chain(events.iter().zip(event_results));
-    for (row, result) in outcomes {
+    for (id, result) in ids.zip(stage_results.into_iter().chain(event_results)) {
         match result {
-            Ok(()) => sent.push(row.id),
+            Ok(()) => sent.push(id),
             Err(error) => {
-                tracing::warn!(outbox_id = row.id, %error, "outbox send failed; the sweeper will re-send it");
+                tracing::warn!(outbox_id = id, %error, "outbox send failed; the sweeper will re-send it");
                 db.execute(
                     "UPDATE control_plane.outbox SET send_attempts = send_attempts + 1, last_error = $2
                       WHERE id = $1",
-                    &[&row.id, &error.to_string()],
+                    &[&id, &error.to_string()],
                 )
                 .await?;
             }

@@ -1,6 +1,6 @@
 //! The pipeline: everything a stage, the API and the sweeper need, built once
 //! per cold start from the settings, with the real adapters (Postgres pool,
-//! SQS, Secrets Manager, HTTP registrar).
+//! SQS, EventBridge, Secrets Manager, HTTP registrar).
 
 use crate::adapters::{
     aws_config, eventbridge::EventBridgeBus, http::HttpRegistrar,

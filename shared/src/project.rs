@@ -251,10 +251,7 @@ pub async fn create_project_keyed(
     let handoff = outbox::enqueue(&tx, &first).await?;
     tx.commit().await.map_err(StageError::from)?;
     fault::point(project_id, AFTER_CREATE_COMMIT).await;
-    if let Err(error) = outbox::relay(&conn, to, project_id, Some(handoff)).await {
-        // Committed: the sweeper re-sends a row not marked sent.
-        tracing::warn!(%project_id, %error, "first stage message left to the sweeper");
-    }
+    outbox::relay_or_leave(&conn, to, project_id, Some(handoff)).await;
     Ok(Creation::Created(created))
 }
 
@@ -523,11 +520,8 @@ pub async fn resume_project(
             };
             let handoff = outbox::enqueue(&tx, &message).await?;
             tx.commit().await.map_err(StageError::from)?;
-            if let Err(error) =
-                outbox::relay(&*db, pipeline.destinations(), project_id, Some(handoff)).await
-            {
-                tracing::warn!(%project_id, %error, "retry message left to the sweeper");
-            }
+            outbox::relay_or_leave(&*db, pipeline.destinations(), project_id, Some(handoff))
+                .await;
             Ok(ResumedProject {
                 project_id,
                 run_id,

@@ -157,7 +157,7 @@ pub struct TestEnv {
     pub secrets: aws_sdk_secretsmanager::Client,
     pub database_name: String,
     /// The queue every event on this environment's bus is copied to.
-    pub event_tap: String,
+    pub event_tap: local_dev::events::EventTap,
 }
 
 impl TestEnv {
@@ -215,7 +215,8 @@ impl TestEnv {
     /// The events delivered to this environment's bus since the last call
     /// (read from its tap queue until it stays empty for a second).
     pub async fn delivered_events(&self) -> Vec<local_dev::events::Delivered> {
-        local_dev::events::drain_tap(&self.sqs, &self.event_tap, Duration::from_secs(1))
+        self.event_tap
+            .drain(Duration::from_secs(1))
             .await
             .expect("event tap")
             .0

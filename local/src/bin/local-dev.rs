@@ -61,7 +61,7 @@ fn init_logs() -> Result<String, Error> {
     Ok(path)
 }
 
-async fn setup() -> Result<(Pipeline, Runner, String), Error> {
+async fn setup() -> Result<(Pipeline, Runner, local_dev::events::EventTap), Error> {
     let mut settings = Settings::from_env()?;
     let queue_settings = QueueSettings::from_env()?;
     let aws = provisioning::adapters::aws_config().await;
@@ -86,7 +86,10 @@ async fn setup() -> Result<(Pipeline, Runner, String), Error> {
         "control plane at schema version {version}; queues {}<stage> (visibility {} s, {} receives to DLQ)",
         settings.queue_url_prefix, queue_settings.visibility_timeout_secs, queue_settings.max_receive_count
     );
-    let bus = settings.event_bus_name.clone().unwrap_or_default();
+    let bus = settings
+        .event_bus_name
+        .clone()
+        .ok_or("EVENT_BUS_NAME: not set (scripts/stack.sh up writes it to .local/env)")?;
     let tap = local_dev::events::create_event_tap(&aws, &bus, &settings.queue_url_prefix).await?;
     let pipeline = Pipeline::from_settings(settings).await?;
     let runner = Runner::new(sqs, pipeline.clone());
@@ -168,9 +171,7 @@ async fn run_demo(file: &str, lifecycle: bool) -> Result<ExitCode, Error> {
     running.stop().await;
     let report = report?;
     demo::print_summary(&report, &mut stdout);
-    let sqs = aws_sdk_sqs::Client::new(&provisioning::adapters::aws_config().await);
-    let (delivered, _) =
-        local_dev::events::drain_tap(&sqs, &tap, Duration::from_millis(500)).await?;
+    let (delivered, _) = tap.drain(Duration::from_millis(500)).await?;
     demo::print_events(&delivered, project_id, &mut stdout);
     println!(
         "\ndemo finished in {:.1} s; JSON logs in {log}",

@@ -1,4 +1,4 @@
-//! Adapters behind the ports: AWS SQS, AWS Secrets Manager and HTTP, and the
+//! Adapters behind the ports: AWS SQS, EventBridge and Secrets Manager, and HTTP, and the
 //! in-memory ones the benchmark's floor uses.
 
 pub mod eventbridge;

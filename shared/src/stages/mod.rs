@@ -245,9 +245,7 @@ impl Pipeline {
     /// Relays the project's committed events; one left unsent is the
     /// sweeper's (the change they tell of is already committed).
     pub async fn relay_events(&self, db: &Object, project_id: Uuid) {
-        if let Err(error) = outbox::relay(db, self.destinations(), project_id, None).await {
-            tracing::warn!(%project_id, %error, "events left to the sweeper");
-        }
+        outbox::relay_or_leave(db, self.destinations(), project_id, None).await;
     }
 
     async fn flush_journal(&self, db: &Object) -> Result<(), StageError> {
